@@ -1,0 +1,1 @@
+//! FCOS point-to-box target assignment (pure Rust).

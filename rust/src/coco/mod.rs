@@ -1,0 +1,1 @@
+//! COCO bbox evaluation with pycocotools semantics (pure Rust).
