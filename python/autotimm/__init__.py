@@ -10,14 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _package_version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = _package_version("autotimm")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "unknown"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -76,7 +69,21 @@ _MODULE_ALIASES: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
+def _read_version() -> str:
+    """The installed distribution's version (set once, in Cargo.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("autotimm")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read lazily: importlib.metadata is slow to import
+        value = _read_version()
+        globals()[name] = value
+        return value
     module_name = _EXPORTS.get(name)
     if module_name is not None:
         value = getattr(importlib.import_module(module_name), name)
