@@ -1,0 +1,6 @@
+"""Model parts: FPN and detection heads."""
+
+from autotimm.models.fpn import FPN
+from autotimm.models.heads import DetectionHead, ScaleModule, YOLOXHead
+
+__all__ = ["FPN", "DetectionHead", "ScaleModule", "YOLOXHead"]

@@ -1,0 +1,5 @@
+"""Lightning tasks."""
+
+from autotimm.tasks.object_detection import ObjectDetector
+
+__all__ = ["ObjectDetector"]

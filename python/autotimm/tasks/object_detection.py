@@ -1,0 +1,920 @@
+"""ObjectDetector: timm backbone -> FPN -> FCOS / YOLOX head -> NMS, as a LightningModule."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import importlib
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+
+from autotimm.constants import DEFAULT_PRE_NMS_TOP_K, DEFAULT_REGRESS_RANGES, DEFAULT_STRIDES
+from autotimm.core.backbone import (
+    FeatureBackboneConfig,
+    create_feature_backbone,
+    get_feature_channels,
+    get_feature_strides,
+)
+from autotimm.core.logging_config import LoggingConfig
+from autotimm.core.metrics import MetricConfig, MetricManager, build_metric
+from autotimm.core.utils import seed_everything
+from autotimm.data.transform_config import TransformConfig
+from autotimm.losses import FocalLoss, GIoULoss, IoULoss, get_loss_registry, ltrb_as_boxes
+from autotimm.losses.fcos import detection_losses, flatten_levels
+from autotimm.models.fpn import FPN
+from autotimm.models.heads import DetectionHead, YOLOXHead
+from autotimm.ops.boxes import level_points, ltrb_to_xyxy
+from autotimm.tasks.preprocessing import PreprocessingMixin
+
+#: C3, C4, C5 of a timm ``features_only`` backbone.
+DETECTION_OUT_INDICES: tuple[int, ...] = (2, 3, 4)
+#: Levels the FPN adds on top of the backbone's coarsest feature (P6, P7).
+NUM_EXTRA_LEVELS = 2
+
+_ARCHS = ("fcos", "yolox")
+_TORCH_OPTIMIZERS = {
+    "adamw": torch.optim.AdamW,
+    "adam": torch.optim.Adam,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+_TIMM_OPTIMIZERS = {"adamp": "AdamP", "sgdp": "SGDP", "lamb": "Lamb"}
+_SCHEDULERS = ("cosine", "step", "multistep", "onecycle")
+_COMPILED_CHILDREN = ("backbone", "fpn", "head")
+_ORIG = "_orig_mod."
+
+
+def _import_class(class_path: str) -> Any:
+    if not isinstance(class_path, str) or "." not in class_path:
+        raise ValueError(f"Class path must be fully qualified, got: {class_path}")
+    module_path, class_name = class_path.rsplit(".", 1)
+    module = importlib.import_module(module_path)
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise ValueError(f"Module '{module_path}' has no class '{class_name}'") from None
+
+
+def _backbone_config(backbone: Any) -> FeatureBackboneConfig:
+    if isinstance(backbone, FeatureBackboneConfig):
+        return backbone
+    if isinstance(backbone, str):
+        return FeatureBackboneConfig(model_name=backbone)
+    if isinstance(backbone, dict):
+        return FeatureBackboneConfig(**backbone)
+    raise TypeError(
+        "backbone must be a timm model name (str), a FeatureBackboneConfig or its dict, "
+        f"got {type(backbone).__name__}"
+    )
+
+
+def _is_compiled(module: nn.Module) -> bool:
+    return hasattr(module, "_orig_mod") and type(module).__name__ == "OptimizedModule"
+
+
+class ObjectDetector(PreprocessingMixin, pl.LightningModule):
+    """Anchor-free object detector: timm backbone -> FPN (P3-P7) -> FCOS or YOLOX head -> NMS.
+
+    Parameters
+    ----------
+    backbone : str or FeatureBackboneConfig
+        timm model name (pretrained weights, as AutoTimm) or a config whose
+        fields (``pretrained``, ``out_indices``, ``drop_rate``,
+        ``drop_path_rate``, ``extra_kwargs``) are all honoured; ``out_indices``
+        None means C3-C5 ``(2, 3, 4)``. Without network, a pretrained request
+        fails with a message naming ``pretrained=False``.
+    num_classes : int
+        Object classes (no background class), >= 1.
+    detection_arch : {"fcos", "yolox"}
+        FCOS: shared-conv head with centerness. YOLOX: decoupled SiLU head, no
+        centerness, LTRB decoded as ``softplus(x) * stride``.
+    cls_loss_fn : str, nn.Module or None
+        Registry name (built with ``reduction="sum"``; ``"focal"`` also gets
+        ``focal_alpha`` / ``focal_gamma``), a module ``(logits [N, C], labels
+        [N]) -> sum`` with -1 = background, or None for ``FocalLoss``.
+    reg_loss_fn : str, nn.Module or None
+        Registry name (``reduction="sum"``) or module on xyxy boxes ``(pred
+        [N, 4], target [N, 4][, weights [N]]) -> sum``; None = ``GIoULoss``.
+    metrics : MetricManager, list of MetricConfig, or None
+        None = ``MeanAveragePrecision`` (autotimm's, no pycocotools) on val/test.
+    logging_config : LoggingConfig or None
+        Learning-rate, gradient-norm and weight-norm logging (default: none).
+    transform_config : TransformConfig or None
+        Enables ``preprocess`` / ``get_data_config`` / ``get_transform``.
+    lr, weight_decay : float
+        Optimizer learning rate and weight decay.
+    optimizer : str or dict
+        ``adamw``, ``adam``, ``sgd``, ``rmsprop``, ``adamp``, ``sgdp``, ``lamb``,
+        or ``{"class": "pkg.Optim", "params": {...}}``.
+    optimizer_kwargs : dict or None
+        Extra optimizer arguments.
+    scheduler : str, dict or None
+        ``cosine``, ``step``, ``multistep``, ``onecycle``, ``{"class", "params"}``,
+        ``None`` / ``"none"``.
+    scheduler_kwargs : dict or None
+        Scheduler arguments; ``interval`` (default "step") and ``frequency`` (1)
+        go to Lightning.
+    fpn_channels : int
+        Channels of the FPN and the head.
+    head_num_convs : int
+        Convs per head branch (YOLOX uses at most 2).
+    focal_alpha, focal_gamma : float
+        Of the default focal loss.
+    cls_loss_weight, reg_loss_weight, centerness_loss_weight : float
+        Weights of the loss terms (centerness: FCOS only).
+    score_thresh : float
+        Detections must score strictly above it.
+    nms_thresh : float
+        IoU threshold of the per-class NMS.
+    max_detections_per_image : int
+        Detections kept per image after NMS.
+    freeze_backbone : bool
+        ``requires_grad=False`` on the backbone.
+    strides : tuple of int
+        Stride of each FPN level; must match the backbone (default P3-P7).
+    regress_ranges : tuple of (lo, hi) or None
+        Per level, ``max(l, t, r, b)`` range ``[lo, hi)`` of its targets.
+    compile_model : bool
+        ``torch.compile`` backbone, FPN and head; if compilation is unavailable
+        or fails (also at the first forward), warn and run eagerly.
+    compile_kwargs : dict or None
+        Arguments of ``torch.compile``.
+    seed : int or None
+        Seed everything at construction.
+    deterministic : bool
+        With a seed, use deterministic algorithms. Warns when seed is None.
+    """
+
+    def __init__(
+        self,
+        backbone: str | FeatureBackboneConfig,
+        num_classes: int,
+        detection_arch: str = "fcos",
+        cls_loss_fn: str | nn.Module | None = None,
+        reg_loss_fn: str | nn.Module | None = None,
+        metrics: MetricManager | list[MetricConfig] | None = None,
+        logging_config: LoggingConfig | None = None,
+        transform_config: TransformConfig | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        optimizer: str | dict[str, Any] = "adamw",
+        optimizer_kwargs: dict[str, Any] | None = None,
+        scheduler: str | dict[str, Any] | None = "cosine",
+        scheduler_kwargs: dict[str, Any] | None = None,
+        fpn_channels: int = 256,
+        head_num_convs: int = 4,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        cls_loss_weight: float = 1.0,
+        reg_loss_weight: float = 1.0,
+        centerness_loss_weight: float = 1.0,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        max_detections_per_image: int = 100,
+        freeze_backbone: bool = False,
+        strides: tuple[int, ...] = DEFAULT_STRIDES,
+        regress_ranges: tuple[tuple[int, int], ...] | None = None,
+        compile_model: bool = True,
+        compile_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        deterministic: bool = True,
+    ) -> None:
+        if seed is not None:
+            seed_everything(seed, deterministic=deterministic)
+        elif deterministic:
+            warnings.warn(
+                "deterministic=True has no effect when seed=None. "
+                "Set a seed value to enable deterministic behavior.",
+                stacklevel=2,
+            )
+        backbone_cfg = _backbone_config(backbone)
+        # Hyperparameters hold plain types: a name stays a name (AutoTimm), a
+        # config becomes its dict so that load_from_checkpoint rebuilds it exactly.
+        backbone = backbone if isinstance(backbone, str) else backbone_cfg.to_dict()
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=["metrics", "logging_config", "transform_config", "cls_loss_fn", "reg_loss_fn"]
+        )
+        try:
+            username = getpass.getuser()
+        except (KeyError, OSError):
+            username = "unknown"
+        self.hparams.update(
+            {
+                "backbone_name": backbone_cfg.model_name,
+                "username": username,
+                "timestamp": _dt.datetime.now().isoformat(timespec="seconds"),
+            }
+        )
+        if detection_arch not in _ARCHS:
+            raise ValueError(f"detection_arch must be 'fcos' or 'yolox', got '{detection_arch}'")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        self._check_settings(
+            fpn_channels, head_num_convs, score_thresh, nms_thresh, max_detections_per_image,
+            {"cls_loss_weight": cls_loss_weight, "reg_loss_weight": reg_loss_weight,
+             "centerness_loss_weight": centerness_loss_weight},
+        )
+        self.strides = tuple(int(s) for s in strides)
+        self.regress_ranges = self._check_ranges(regress_ranges, self.strides)
+        self._check_optimizer(optimizer)
+        self._check_scheduler(scheduler)
+
+        self.detection_arch = detection_arch
+        self.num_classes = num_classes
+        self._lr = lr
+        self._weight_decay = weight_decay
+        self._optimizer = optimizer
+        self._optimizer_kwargs = dict(optimizer_kwargs or {})
+        self._scheduler = scheduler
+        self._scheduler_kwargs = dict(scheduler_kwargs or {})
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.max_detections_per_image = max_detections_per_image
+        self.pre_nms_top_k = DEFAULT_PRE_NMS_TOP_K
+        self.cls_loss_weight = cls_loss_weight
+        self.reg_loss_weight = reg_loss_weight
+        self.centerness_loss_weight = centerness_loss_weight
+        self._points_cache: dict[tuple[Any, ...], torch.Tensor] = {}
+
+        # Model
+        self.backbone = create_feature_backbone(backbone_cfg, out_indices=DETECTION_OUT_INDICES)
+        self._check_backbone_strides()
+        self.fpn = FPN(
+            in_channels_list=get_feature_channels(self.backbone),
+            out_channels=fpn_channels,
+            num_extra_levels=NUM_EXTRA_LEVELS,
+        )
+        if detection_arch == "fcos":
+            self.head: nn.Module = DetectionHead(
+                in_channels=fpn_channels,
+                num_classes=num_classes,
+                num_convs=head_num_convs,
+                prior_prob=0.01,
+                num_levels=len(self.strides),
+            )
+        else:
+            self.head = YOLOXHead(
+                in_channels=fpn_channels,
+                num_classes=num_classes,
+                num_convs=min(head_num_convs, 2),
+                prior_prob=0.01,
+                activation="silu",
+                strides=self.strides,
+            )
+
+        # Losses
+        self.focal_loss = self._build_loss(
+            "cls_loss_fn", cls_loss_fn, FocalLoss(focal_alpha, focal_gamma, reduction="sum"),
+            {"alpha": focal_alpha, "gamma": focal_gamma},
+        )
+        self.giou_loss = self._build_loss("reg_loss_fn", reg_loss_fn, GIoULoss(reduction="sum"))
+
+        # Metrics
+        if metrics is None:
+            metrics = [
+                MetricConfig(
+                    name="mAP",
+                    backend="torchmetrics",
+                    metric_class="MeanAveragePrecision",
+                    params={"box_format": "xyxy", "iou_type": "bbox"},
+                    stages=["val", "test"],
+                    prog_bar=True,
+                ),
+            ]
+        if isinstance(metrics, MetricManager):
+            self._metric_manager: MetricManager | None = metrics
+            self._metric_configs: list[MetricConfig] = list(metrics.configs)
+            self._use_metric_manager = True
+        elif isinstance(metrics, (list, tuple)):
+            self._metric_manager = None
+            self._metric_configs = list(metrics)
+            self._use_metric_manager = False
+        else:
+            raise TypeError(
+                "metrics must be a MetricManager, a list of MetricConfig or None, "
+                f"got {type(metrics).__name__}"
+            )
+        self._register_detection_metrics()
+
+        self._logging_config = logging_config or LoggingConfig(
+            log_learning_rate=False, log_gradient_norm=False
+        )
+        if freeze_backbone:
+            for param in self.backbone.parameters():
+                param.requires_grad = False
+        self._setup_transforms(transform_config, task="detection")
+
+        # Checkpoints never carry torch.compile's "_orig_mod." prefix, and load
+        # into compiled and eager models alike.
+        self.register_state_dict_post_hook(ObjectDetector._strip_compile_prefix)
+        self.register_load_state_dict_pre_hook(ObjectDetector._adapt_compile_prefix)
+        self._compile(compile_model, compile_kwargs)
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_settings(
+        fpn_channels: int,
+        head_num_convs: int,
+        score_thresh: float,
+        nms_thresh: float,
+        max_detections_per_image: int,
+        weights: dict[str, float],
+    ) -> None:
+        if fpn_channels < 1:
+            raise ValueError(f"fpn_channels must be >= 1, got {fpn_channels!r}")
+        if head_num_convs < 0:
+            raise ValueError(f"head_num_convs must be >= 0, got {head_num_convs!r}")
+        if not 0.0 <= score_thresh <= 1.0:
+            raise ValueError(f"score_thresh must be in [0, 1], got {score_thresh!r}")
+        if not 0.0 <= nms_thresh <= 1.0:
+            raise ValueError(f"nms_thresh must be in [0, 1], got {nms_thresh!r}")
+        if max_detections_per_image < 1:
+            raise ValueError(
+                f"max_detections_per_image must be >= 1, got {max_detections_per_image!r}"
+            )
+        for name, value in weights.items():
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+    @staticmethod
+    def _check_ranges(
+        regress_ranges: Sequence[Sequence[float]] | None, strides: tuple[int, ...]
+    ) -> tuple[tuple[float, float], ...]:
+        if not strides or any(s <= 0 for s in strides):
+            raise ValueError(f"strides must be positive ints, got {strides!r}")
+        if regress_ranges is None:
+            if len(strides) != len(DEFAULT_REGRESS_RANGES):
+                raise ValueError(
+                    f"strides has {len(strides)} levels but the default regress_ranges cover "
+                    f"{len(DEFAULT_REGRESS_RANGES)}; pass regress_ranges with one (lo, hi) "
+                    "per level"
+                )
+            return DEFAULT_REGRESS_RANGES
+        ranges = tuple((float(lo), float(hi)) for lo, hi in regress_ranges)
+        if len(ranges) != len(strides):
+            raise ValueError(
+                f"regress_ranges has {len(ranges)} levels but strides has {len(strides)} "
+                f"({strides}); expected one (lo, hi) per stride"
+            )
+        for i, (lo, hi) in enumerate(ranges):
+            if not lo < hi:
+                raise ValueError(f"regress_ranges[{i}] = ({lo}, {hi}): expected lo < hi")
+        return ranges
+
+    @staticmethod
+    def _check_optimizer(optimizer: Any) -> None:
+        if isinstance(optimizer, dict):
+            if "class" not in optimizer:
+                raise ValueError(f"optimizer dict needs a 'class' key, got {sorted(optimizer)}")
+            _import_class(optimizer["class"])
+        elif not isinstance(optimizer, str) or (
+            optimizer.lower() not in _TORCH_OPTIMIZERS and optimizer.lower() not in _TIMM_OPTIMIZERS
+        ):
+            raise ValueError(
+                f"Unknown optimizer: {optimizer}. Expected one of "
+                f"{sorted([*_TORCH_OPTIMIZERS, *_TIMM_OPTIMIZERS])} or a dict with 'class'"
+            )
+
+    @staticmethod
+    def _check_scheduler(scheduler: Any) -> None:
+        if scheduler is None:
+            return
+        if isinstance(scheduler, dict):
+            if "class" not in scheduler:
+                raise ValueError(f"scheduler dict needs a 'class' key, got {sorted(scheduler)}")
+            _import_class(scheduler["class"])
+        elif not isinstance(scheduler, str) or scheduler.lower() not in (*_SCHEDULERS, "none"):
+            raise ValueError(
+                f"Unknown scheduler: {scheduler}. Expected one of {[*_SCHEDULERS, None]} "
+                "or a dict with 'class'"
+            )
+
+    def _check_backbone_strides(self) -> None:
+        reductions = [int(r) for r in get_feature_strides(self.backbone)]
+        expected = tuple(reductions) + tuple(
+            reductions[-1] * 2 ** (k + 1) for k in range(NUM_EXTRA_LEVELS)
+        )
+        if self.strides != expected:
+            raise ValueError(
+                f"strides {self.strides} do not match the model: the backbone returns "
+                f"strides {tuple(reductions)} and the FPN adds {NUM_EXTRA_LEVELS} levels, so "
+                f"expected strides={expected}"
+            )
+
+    @staticmethod
+    def _build_loss(
+        arg: str, value: Any, default: nn.Module, focal_kwargs: dict[str, float] | None = None
+    ) -> nn.Module:
+        if value is None:
+            return default
+        if isinstance(value, str):
+            kwargs: dict[str, Any] = {"reduction": "sum"}
+            if value == "focal" and focal_kwargs:
+                kwargs.update(focal_kwargs)
+            return get_loss_registry().get_loss(value, **kwargs)
+        if isinstance(value, nn.Module):
+            return value
+        raise TypeError(f"{arg} must be a string or nn.Module instance, got {type(value)}")
+
+    # ----------------------------------------------------------------- compile
+    def _compile(self, compile_model: bool, compile_kwargs: dict[str, Any] | None) -> None:
+        if not compile_model:
+            if compile_kwargs is not None:
+                warnings.warn("compile_kwargs is ignored when compile_model=False.", stacklevel=3)
+            return
+        mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+        reason = None
+        if not hasattr(torch, "compile"):
+            reason = "torch.compile is not available in this PyTorch"
+        elif mps or sys.platform == "win32":
+            reason = "the inductor backend is not supported on MPS / Windows"
+        else:
+            try:
+                from torch._dynamo import is_dynamo_supported
+
+                if not is_dynamo_supported():
+                    reason = "TorchDynamo does not support this Python version"
+            except Exception as exc:  # pragma: no cover - broken installs
+                reason = f"TorchDynamo is unavailable ({exc})"
+        if reason is not None:
+            warnings.warn(f"compile_model=True: {reason}; running eagerly.", stacklevel=3)
+            return
+        try:
+            opts = dict(compile_kwargs or {})
+            for name in _COMPILED_CHILDREN:
+                setattr(self, name, torch.compile(getattr(self, name), **opts))
+        except Exception as exc:
+            self._uncompile()
+            warnings.warn(
+                f"torch.compile failed: {exc}. Continuing without compilation.", stacklevel=3
+            )
+
+    def _uncompile(self) -> None:
+        for name in _COMPILED_CHILDREN:
+            module = getattr(self, name)
+            if _is_compiled(module):
+                setattr(self, name, module._orig_mod)
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether backbone, FPN and head currently run through torch.compile."""
+        return any(_is_compiled(getattr(self, n)) for n in _COMPILED_CHILDREN)
+
+    @staticmethod
+    def _strip_compile_prefix(
+        module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any
+    ) -> None:
+        for key in [k for k in state_dict if _ORIG in k]:
+            state_dict[key.replace(_ORIG, "")] = state_dict.pop(key)
+
+    @staticmethod
+    def _adapt_compile_prefix(
+        module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+    ) -> None:
+        for name in _COMPILED_CHILDREN:
+            compiled = _is_compiled(getattr(module, name))
+            plain, orig = f"{prefix}{name}.", f"{prefix}{name}.{_ORIG}"
+            for key in [k for k in state_dict if k.startswith(plain)]:
+                has_orig = key.startswith(orig)
+                if compiled and not has_orig:
+                    state_dict[orig + key[len(plain):]] = state_dict.pop(key)
+                elif not compiled and has_orig:
+                    state_dict[plain + key[len(orig):]] = state_dict.pop(key)
+
+    # ----------------------------------------------------------------- metrics
+    def _register_detection_metrics(self) -> None:
+        """Fill ``val_metrics`` / ``test_metrics`` (``nn.ModuleDict``) from the metric configs."""
+        if self._use_metric_manager:
+            assert self._metric_manager is not None
+            self.val_metrics = self._metric_manager.get_val_metrics()
+            self.test_metrics = self._metric_manager.get_test_metrics()
+            return
+        self.val_metrics = nn.ModuleDict()
+        self.test_metrics = nn.ModuleDict()
+        for config in self._metric_configs:
+            if not isinstance(config, MetricConfig):
+                raise TypeError(f"metrics must hold MetricConfig objects, got {type(config)}")
+            if "val" in config.stages:
+                self.val_metrics[config.name] = build_metric(config)
+            if "test" in config.stages:
+                self.test_metrics[config.name] = build_metric(config)
+
+    # ----------------------------------------------------------------- forward
+    def _run_model(
+        self, images: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+        outputs = self.head(self.fpn(self.backbone(images)))
+        if self.detection_arch == "fcos":
+            return list(outputs[0]), list(outputs[1]), list(outputs[2])
+        return list(outputs[0]), list(outputs[1]), None
+
+    def forward(
+        self, images: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+        """Head outputs per FPN level.
+
+        Parameters
+        ----------
+        images : Tensor [B, 3, H, W] float
+
+        Returns
+        -------
+        cls : list of Tensor [B, num_classes, h_l, w_l]
+            Classification logits.
+        reg : list of Tensor [B, 4, h_l, w_l]
+            LTRB distances in pixels from the cell centres ``(x + 0.5) * stride``, >= 0.
+        ctr : list of Tensor [B, 1, h_l, w_l], or None for YOLOX
+            Centerness logits.
+        """
+        if not self.is_compiled:
+            return self._run_model(images)
+        try:
+            return self._run_model(images)
+        except Exception as exc:
+            compiled = {n: getattr(self, n) for n in _COMPILED_CHILDREN}
+            self._uncompile()
+            try:
+                outputs = self._run_model(images)
+            except Exception:  # not a compilation problem: keep compiled, raise
+                for name, module in compiled.items():
+                    setattr(self, name, module)
+                raise
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            warnings.warn(
+                f"torch.compile failed at the first forward ({type(exc).__name__}: "
+                f"{first_line}). Continuing without compilation.",
+                stacklevel=2,
+            )
+            return outputs
+
+    def _points(self, sizes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
+        key = (tuple(sizes), str(device))
+        points = self._points_cache.get(key)
+        if points is None:
+            points = level_points(sizes, self.strides, device=device)
+            self._points_cache[key] = points
+        return points
+
+    # ---------------------------------------------------------------- training
+    @staticmethod
+    def _images(batch: Any) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor):
+            return batch
+        if isinstance(batch, dict):
+            for key in ("images", "image"):
+                if key in batch:
+                    return batch[key]
+            raise KeyError(f"batch has no 'images' (or 'image') key; keys: {sorted(batch)}")
+        raise TypeError(f"batch must be a dict or a tensor, got {type(batch).__name__}")
+
+    def _targets(
+        self, batch: dict[str, Any], images: torch.Tensor, sizes: list[tuple[int, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-point targets [B, P], [B, P, 4], [B, P]: precomputed ones if they fit."""
+        num_points = sum(h * w for h, w in sizes)
+        device = images.device
+        pre = batch.get("targets")
+        if pre is not None and tuple(pre[0].shape) == (images.shape[0], num_points):
+            return (
+                pre[0].to(device, non_blocking=True),
+                pre[1].to(device, torch.float32, non_blocking=True),
+                pre[2].to(device, torch.float32, non_blocking=True),
+            )
+        from autotimm.ops import fcos_targets
+
+        boxes = [b.to(device=device, dtype=torch.float32) for b in batch["boxes"]]
+        labels = [lab.to(device=device, dtype=torch.int64) for lab in batch["labels"]]
+        return fcos_targets(
+            boxes,
+            labels,
+            image_size=tuple(images.shape[-2:]),
+            strides=self.strides,
+            regress_ranges=self.regress_ranges,
+            feature_sizes=sizes,
+            validate=False,
+        )
+
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Weighted losses of a batch: ``loss``, ``cls_loss``, ``reg_loss``,
+        ``centerness_loss``, ``num_pos`` (0-dim tensors, no host synchronisation)."""
+        images = self._images(batch)
+        cls_out, reg_out, ctr_out = self(images)
+        sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in cls_out]
+        cls_t, reg_t, ctr_t = self._targets(batch, images, sizes)
+        fcos = self.detection_arch == "fcos" and ctr_out is not None
+        raw = detection_losses(
+            flatten_levels(cls_out),
+            flatten_levels(reg_out),
+            flatten_levels(ctr_out)[..., 0] if fcos else None,
+            cls_t,
+            reg_t,
+            ctr_t if fcos else None,
+            self._points(sizes, images.device),
+            self.focal_loss,
+            self.giou_loss,
+        )
+        cls_loss = self.cls_loss_weight * raw["cls_loss"]
+        reg_loss = self.reg_loss_weight * raw["reg_loss"]
+        ctr_loss = self.centerness_loss_weight * raw["centerness_loss"]
+        total = cls_loss + reg_loss + ctr_loss if fcos else cls_loss + reg_loss
+        return {
+            "loss": total,
+            "cls_loss": cls_loss,
+            "reg_loss": reg_loss,
+            "centerness_loss": ctr_loss,
+            "num_pos": raw["num_pos"],
+        }
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss of a batch ``{"images" | "image", "boxes", "labels"[, "targets"]}``.
+
+        ``boxes``: list of [N_i, 4] xyxy pixels; ``labels``: list of [N_i];
+        ``targets`` (optional): precomputed ``(cls [B, P], reg [B, P, 4], ctr
+        [B, P])`` in the layout of ``autotimm.ops.fcos_targets``, used when P
+        matches the feature maps. Logs ``train/loss``, ``train/cls_loss``,
+        ``train/reg_loss``, ``train/centerness_loss`` (FCOS), ``train/num_pos``
+        and ``train/lr`` (with ``LoggingConfig.log_learning_rate``).
+        """
+        losses = self.compute_losses(batch)
+        bs = int(self._images(batch).shape[0])
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        self.log("train/cls_loss", losses["cls_loss"], batch_size=bs)
+        self.log("train/reg_loss", losses["reg_loss"], batch_size=bs)
+        if self.detection_arch == "fcos":
+            self.log("train/centerness_loss", losses["centerness_loss"], batch_size=bs)
+        self.log("train/num_pos", losses["num_pos"], batch_size=bs)
+        if self._logging_config.log_learning_rate and self._trainer is not None:
+            opt = self.optimizers()
+            if opt is not None and hasattr(opt, "param_groups"):
+                self.log("train/lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False,
+                         batch_size=bs)
+        return losses["loss"]
+
+    # -------------------------------------------------------------- inference
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Detections per image.
+
+        Per level: score = sigmoid(cls) (x sigmoid(centerness) for FCOS), best
+        class per point, the ``pre_nms_top_k`` (1000) best points, then scores
+        ``> score_thresh``; boxes decoded from LTRB around the cell centres and
+        clamped to the image; one ``autotimm.ops.batched_nms`` over the batch
+        (per image and class); the first ``max_detections_per_image``.
+
+        Parameters
+        ----------
+        images : Tensor [B, 3, H, W]
+
+        Returns
+        -------
+        list of dict
+            Per image ``boxes`` [K, 4] float32 xyxy pixels, ``scores`` [K]
+            float32 (descending), ``labels`` [K] int64.
+        """
+        from autotimm.ops import batched_nms
+
+        cls_out, reg_out, ctr_out = self(images)
+        batch, device = images.shape[0], images.device
+        img_h, img_w = int(images.shape[-2]), int(images.shape[-1])
+        all_boxes, all_scores, all_labels = [], [], []
+        for level, (cls, reg) in enumerate(zip(cls_out, reg_out, strict=True)):
+            h, w = int(cls.shape[-2]), int(cls.shape[-1])
+            points = level_points([(h, w)], [self.strides[level]], device=device)
+            scores = cls.flatten(2).transpose(1, 2).float().sigmoid()  # [B, hw, C]
+            if ctr_out is not None:
+                scores = scores * ctr_out[level].flatten(2).transpose(1, 2).float().sigmoid()
+            best, labels = scores.max(dim=-1)  # [B, hw]
+            k = min(self.pre_nms_top_k, best.shape[1])
+            best, idx = best.topk(k, dim=1)
+            labels = labels.gather(1, idx)
+            ltrb = reg.flatten(2).transpose(1, 2).float()
+            ltrb = ltrb.gather(1, idx[..., None].expand(-1, -1, 4))
+            boxes = ltrb_to_xyxy(points[idx], ltrb)
+            boxes = torch.stack(
+                [boxes[..., 0].clamp(0, img_w), boxes[..., 1].clamp(0, img_h),
+                 boxes[..., 2].clamp(0, img_w), boxes[..., 3].clamp(0, img_h)], dim=-1
+            )
+            all_boxes.append(boxes)
+            all_scores.append(best)
+            all_labels.append(labels)
+        boxes = torch.cat(all_boxes, dim=1)  # [B, K, 4]
+        scores = torch.cat(all_scores, dim=1)
+        labels = torch.cat(all_labels, dim=1)
+        image_idx = torch.arange(batch, device=device)[:, None].expand_as(scores)
+        keep = scores > self.score_thresh
+        boxes, scores, labels, image_idx = boxes[keep], scores[keep], labels[keep], image_idx[keep]
+        order = batched_nms(boxes, scores, image_idx * self.num_classes + labels, self.nms_thresh)
+        kept_image = image_idx[order]
+        detections = []
+        for b in range(batch):
+            sel = order[kept_image == b][: self.max_detections_per_image]
+            detections.append(
+                {"boxes": boxes[sel], "scores": scores[sel], "labels": labels[sel].long()}
+            )
+        return detections
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, torch.Tensor]]:
+        return self.predict(self._images(batch))
+
+    def _update_metrics(self, metrics: nn.ModuleDict, batch: dict[str, Any]) -> None:
+        if len(metrics) == 0:
+            return
+        detections = self.predict(self._images(batch))
+        targets = [
+            {"boxes": b.float(), "labels": lab.long()}
+            for b, lab in zip(batch["boxes"], batch["labels"], strict=True)
+        ]
+        for metric in metrics.values():
+            metric.update(detections, targets)
+
+    def _log_metrics(self, metrics: nn.ModuleDict, prefix: str) -> None:
+        for name, metric in metrics.items():
+            result = metric.compute()
+            if isinstance(result, dict):
+                for key, value in result.items():
+                    if isinstance(value, torch.Tensor) and value.numel() == 1:
+                        self.log(f"{prefix}/{key}", value.float(), prog_bar=(key == "map"))
+            else:
+                self.log(f"{prefix}/{name}", result)
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._update_metrics(self.val_metrics, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        sanity = self._trainer is not None and self.trainer.sanity_checking
+        self._log_metrics(self.val_metrics, "sanity_val" if sanity else "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._update_metrics(self.test_metrics, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    # ------------------------------------------------------- seed's helpers
+    def _compute_targets_per_level(
+        self,
+        points: torch.Tensor,
+        boxes: torch.Tensor,
+        labels: torch.Tensor,
+        stride: int,
+        level_idx: int,
+        img_size: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Targets of one image on one level: cls [H, W] (-1 = background),
+        reg [H, W, 4], centerness [H, W]."""
+        from autotimm.ops import fcos_targets
+
+        h, w = int(points.shape[0]), int(points.shape[1])
+        cls, reg, ctr = fcos_targets(
+            [boxes.to(points.device, torch.float32)],
+            [labels.to(points.device, torch.int64)],
+            image_size=tuple(int(v) for v in img_size),
+            strides=(int(stride),),
+            regress_ranges=(self.regress_ranges[level_idx],),
+            feature_sizes=[(h, w)],
+        )
+        return cls[0].reshape(h, w), reg[0].reshape(h, w, 4), ctr[0].reshape(h, w)
+
+    def _compute_iou_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-log(IoU) of LTRB distances [N, 4], summed (the seed's box loss)."""
+        loss = IoULoss(reduction="sum", mode="log")
+        return loss(ltrb_as_boxes(pred), ltrb_as_boxes(target))
+
+    # ------------------------------------------------------------- optimizers
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Optimizer over trainable parameters, plus the scheduler config if any."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self._create_optimizer(params)
+        if self._scheduler is None or self._scheduler == "none":
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": self._create_scheduler(optimizer)}
+
+    def _create_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        opt_kwargs: dict[str, Any] = {"lr": self._lr, "weight_decay": self._weight_decay}
+        opt_kwargs.update(self._optimizer_kwargs)
+        if isinstance(self._optimizer, dict):
+            opt_kwargs.update(self._optimizer.get("params", {}))
+            return self._import_class(self._optimizer["class"])(params, **opt_kwargs)
+        name = self._optimizer.lower()
+        if name in _TORCH_OPTIMIZERS:
+            return _TORCH_OPTIMIZERS[name](params, **opt_kwargs)
+        if name in _TIMM_OPTIMIZERS:
+            import timm.optim
+
+            return getattr(timm.optim, _TIMM_OPTIMIZERS[name])(params, **opt_kwargs)
+        raise ValueError(f"Unknown optimizer: {self._optimizer}")
+
+    def _create_scheduler(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        kwargs = dict(self._scheduler_kwargs)
+        interval = kwargs.pop("interval", "step")
+        frequency = kwargs.pop("frequency", 1)
+        if isinstance(self._scheduler, dict):
+            kwargs.update(self._scheduler.get("params", {}))
+            scheduler = self._import_class(self._scheduler["class"])(optimizer, **kwargs)
+            return {"scheduler": scheduler, "interval": interval, "frequency": frequency}
+        name = str(self._scheduler).lower()
+        sched = torch.optim.lr_scheduler
+        if name == "cosine":
+            t_max = kwargs.pop("T_max", None) or self.trainer.estimated_stepping_batches
+            scheduler = sched.CosineAnnealingLR(optimizer, T_max=t_max, **kwargs)
+        elif name == "step":
+            scheduler = sched.StepLR(
+                optimizer, step_size=kwargs.pop("step_size", 8), gamma=kwargs.pop("gamma", 0.1),
+                **kwargs,
+            )
+        elif name == "multistep":
+            scheduler = sched.MultiStepLR(
+                optimizer, milestones=kwargs.pop("milestones", [8, 11]),
+                gamma=kwargs.pop("gamma", 0.1), **kwargs,
+            )
+        elif name == "onecycle":
+            scheduler = sched.OneCycleLR(
+                optimizer,
+                max_lr=kwargs.pop("max_lr", self._lr * 10),
+                total_steps=kwargs.pop("total_steps", None)
+                or self.trainer.estimated_stepping_batches,
+                **kwargs,
+            )
+        else:
+            raise ValueError(f"Unknown scheduler: {self._scheduler}")
+        return {"scheduler": scheduler, "interval": interval, "frequency": frequency}
+
+    def _import_class(self, class_path: str) -> Any:
+        """Import a class from a fully qualified path."""
+        return _import_class(class_path)
+
+    # ---------------------------------------------------------------- logging
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Log ``train/grad_norm`` / ``train/weight_norm`` per the LoggingConfig."""
+        if self._logging_config.log_gradient_norm:
+            self.log("train/grad_norm", self._compute_gradient_norm(), on_step=True,
+                     on_epoch=False)
+        if self._logging_config.log_weight_norm:
+            self.log("train/weight_norm", self._compute_weight_norm(), on_step=True,
+                     on_epoch=False)
+
+    def _compute_gradient_norm(self) -> torch.Tensor:
+        norms = [p.grad.detach().float().norm(2) for p in self.parameters() if p.grad is not None]
+        if not norms:
+            return torch.zeros((), device=self.device)
+        return torch.linalg.vector_norm(torch.stack(norms), 2)
+
+    def _compute_weight_norm(self) -> torch.Tensor:
+        norms = [p.detach().float().norm(2) for p in self.parameters()]
+        return torch.linalg.vector_norm(torch.stack(norms), 2)
+
+    def on_fit_start(self) -> None:
+        """Record the data module's batch size in the hyperparameters."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "batch_size"):
+            self.hparams["batch_size"] = datamodule.batch_size
+
+    # ----------------------------------------------------------------- export
+    def to_onnx(  # type: ignore[override]
+        self,
+        save_path: str | None = None,
+        example_input: torch.Tensor | None = None,
+        opset_version: int = 17,
+        dynamic_axes: dict[str, dict[int, str]] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Export to ONNX with outputs ``cls_l0..``, ``reg_l0..`` (and ``ctr_l0..`` for FCOS).
+
+        Parameters
+        ----------
+        save_path : str, optional
+            Output file; a temporary file if None.
+        example_input : Tensor, optional
+            Default ``randn(1, 3, 224, 224)``.
+        opset_version : int
+        dynamic_axes : dict, optional
+            Default: the batch dimension of every input and output is dynamic.
+        **kwargs
+            Passed to :func:`autotimm.export.export_to_onnx`.
+
+        Returns
+        -------
+        str
+            The path written.
+        """
+        from autotimm.export import export_to_onnx
+
+        if example_input is None:
+            example_input = torch.randn(1, 3, 224, 224)
+        if save_path is None:
+            import tempfile
+
+            with tempfile.NamedTemporaryFile(suffix=".onnx", delete=False) as f:
+                save_path = f.name
+        return export_to_onnx(
+            self, save_path, example_input, opset_version=opset_version,
+            dynamic_axes=dynamic_axes, **kwargs,
+        )
