@@ -1,0 +1,284 @@
+//! `COCOeval.accumulate`: interpolated precision, recall and scores.
+
+use rayon::prelude::*;
+
+use super::evaluate::{FALSE_POSITIVE, TRUE_POSITIVE};
+use super::index::IdIndex;
+use super::{by_score_desc, EPS};
+use crate::error::{Error, Result};
+use crate::parallel::with_threads;
+
+/// Evaluation records to accumulate (see [`super::Evaluation`]); rows may come
+/// from several evaluations (batches, processes) in any order: detections are
+/// ordered by (image, rank) within each category before accumulating, which
+/// is pycocotools' order when image ids follow `params.imgIds`.
+#[derive(Debug, Clone, Copy)]
+pub struct Records<'a> {
+    pub dt_image: &'a [i64],
+    pub dt_category: &'a [i64],
+    pub dt_rank: &'a [i64],
+    pub dt_score: &'a [f64],
+    /// `[n, A, T]` flags.
+    pub dt_flags: &'a [u8],
+    pub gt_category: &'a [i64],
+    /// `[m, A]` non-ignored ground-truth counts.
+    pub gt_count: &'a [i64],
+}
+
+/// `precision` and `scores` are `[T, R, K, A, M]`, `recall` is `[T, K, A, M]`,
+/// C order, `-1` where a category has no non-ignored ground truth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accumulation {
+    pub shape: [usize; 5],
+    pub precision: Vec<f64>,
+    pub recall: Vec<f64>,
+    pub scores: Vec<f64>,
+}
+
+struct Local {
+    precision: Vec<f64>, // [T, R, A, M]
+    recall: Vec<f64>,    // [T, A, M]
+    scores: Vec<f64>,    // [T, R, A, M]
+}
+
+/// Accumulates records over the categories `cat_ids` (rows of other categories
+/// are skipped). `num_iou`/`num_areas` describe the flags; `max_dets` must be
+/// sorted ascending like pycocotools' (it sorts them in `evaluate`).
+pub fn accumulate(
+    rec: &Records<'_>,
+    cat_ids: &[i64],
+    num_iou: usize,
+    num_areas: usize,
+    rec_thrs: &[f64],
+    max_dets: &[usize],
+    num_threads: usize,
+) -> Result<Accumulation> {
+    let n = rec.dt_score.len();
+    let at = num_areas * num_iou;
+    for (arg, len) in [
+        ("dt_image", rec.dt_image.len()),
+        ("dt_category", rec.dt_category.len()),
+        ("dt_rank", rec.dt_rank.len()),
+    ] {
+        if len != n {
+            return Err(Error::shape(arg, format!("({len},)"), format!("({n},)")));
+        }
+    }
+    if rec.dt_flags.len() != n * at {
+        return Err(Error::shape(
+            "dt_flags",
+            format!("[{} values]", rec.dt_flags.len()),
+            format!("({n}, {at})"),
+        ));
+    }
+    let m_gt = rec.gt_category.len();
+    if rec.gt_count.len() != m_gt * num_areas {
+        return Err(Error::shape(
+            "gt_count",
+            format!("[{} values]", rec.gt_count.len()),
+            format!("({m_gt}, {num_areas})"),
+        ));
+    }
+    let (t_n, r_n, k_n, a_n, m_n) = (
+        num_iou,
+        rec_thrs.len(),
+        cat_ids.len(),
+        num_areas,
+        max_dets.len(),
+    );
+    let cat_index = IdIndex::new(cat_ids);
+
+    let mut npig = vec![0i64; k_n * a_n];
+    for (j, &c) in rec.gt_category.iter().enumerate() {
+        if let Some(k) = cat_index.get(c) {
+            for a in 0..a_n {
+                npig[k as usize * a_n + a] += rec.gt_count[j * a_n + a];
+            }
+        }
+    }
+
+    // Detections per category (counting sort keeps the input order).
+    let mut start = vec![0usize; k_n + 1];
+    let kpos: Vec<u32> = rec
+        .dt_category
+        .iter()
+        .map(|&c| cat_index.get(c).unwrap_or(u32::MAX))
+        .collect();
+    for &k in &kpos {
+        if k != u32::MAX {
+            start[k as usize + 1] += 1;
+        }
+    }
+    for k in 0..k_n {
+        start[k + 1] += start[k];
+    }
+    let mut fill = start.clone();
+    let mut items = vec![0u32; start[k_n]];
+    for (j, &k) in kpos.iter().enumerate() {
+        if k != u32::MAX {
+            items[fill[k as usize]] = j as u32;
+            fill[k as usize] += 1;
+        }
+    }
+
+    let per_cat = |k: usize| -> Local {
+        let mut local = Local {
+            precision: vec![-1.0; t_n * r_n * a_n * m_n],
+            recall: vec![-1.0; t_n * a_n * m_n],
+            scores: vec![-1.0; t_n * r_n * a_n * m_n],
+        };
+        if (0..a_n).all(|a| npig[k * a_n + a] == 0) {
+            return local;
+        }
+        let mut idx: Vec<u32> = items[start[k]..start[k + 1]].to_vec();
+        let key = |j: u32| (rec.dt_image[j as usize], rec.dt_rank[j as usize]);
+        if !idx.windows(2).all(|w| key(w[0]) <= key(w[1])) {
+            idx.sort_by_key(|&j| key(j));
+        }
+        idx.sort_by(|&a, &b| by_score_desc(rec.dt_score[a as usize], rec.dt_score[b as usize]));
+        let mut sub: Vec<u32> = Vec::with_capacity(idx.len());
+        let mut rc: Vec<f64> = Vec::with_capacity(idx.len());
+        let mut pr: Vec<f64> = Vec::with_capacity(idx.len());
+        for (m, &max_det) in max_dets.iter().enumerate() {
+            sub.clear();
+            sub.extend(
+                idx.iter()
+                    .copied()
+                    .filter(|&j| rec.dt_rank[j as usize] < max_det as i64),
+            );
+            let nd = sub.len();
+            for a in 0..a_n {
+                let np = npig[k * a_n + a];
+                if np == 0 {
+                    continue;
+                }
+                let npf = np as f64;
+                for t in 0..t_n {
+                    rc.clear();
+                    pr.clear();
+                    let (mut tp, mut fp) = (0u64, 0u64);
+                    for &j in &sub {
+                        match rec.dt_flags[j as usize * at + a * t_n + t] {
+                            TRUE_POSITIVE => tp += 1,
+                            FALSE_POSITIVE => fp += 1,
+                            _ => {}
+                        }
+                        let (tpf, fpf) = (tp as f64, fp as f64);
+                        rc.push(tpf / npf);
+                        pr.push(tpf / (fpf + tpf + EPS));
+                    }
+                    local.recall[(t * a_n + a) * m_n + m] = if nd > 0 { rc[nd - 1] } else { 0.0 };
+                    for i in (1..nd).rev() {
+                        if pr[i] > pr[i - 1] {
+                            pr[i - 1] = pr[i];
+                        }
+                    }
+                    let mut stopped = false;
+                    for (r, &thr) in rec_thrs.iter().enumerate() {
+                        let at_r = ((t * r_n + r) * a_n + a) * m_n + m;
+                        let (mut q, mut s) = (0.0, 0.0);
+                        if !stopped {
+                            let i = rc.partition_point(|&x| x < thr);
+                            if i < nd {
+                                q = pr[i];
+                                s = rec.dt_score[sub[i] as usize];
+                            } else {
+                                stopped = true;
+                            }
+                        }
+                        local.precision[at_r] = q;
+                        local.scores[at_r] = s;
+                    }
+                }
+            }
+        }
+        local
+    };
+
+    let locals: Vec<Local> = if k_n > 1 && n >= 4096 && num_threads != 1 {
+        with_threads(num_threads, || {
+            (0..k_n).into_par_iter().map(per_cat).collect()
+        })
+    } else {
+        (0..k_n).map(per_cat).collect()
+    };
+
+    let mut out = Accumulation {
+        shape: [t_n, r_n, k_n, a_n, m_n],
+        precision: vec![-1.0; t_n * r_n * k_n * a_n * m_n],
+        recall: vec![-1.0; t_n * k_n * a_n * m_n],
+        scores: vec![-1.0; t_n * r_n * k_n * a_n * m_n],
+    };
+    let am = a_n * m_n;
+    for (k, local) in locals.iter().enumerate() {
+        for t in 0..t_n {
+            let src = t * am;
+            let dst = (t * k_n + k) * am;
+            out.recall[dst..dst + am].copy_from_slice(&local.recall[src..src + am]);
+            for r in 0..r_n {
+                let src = (t * r_n + r) * am;
+                let dst = ((t * r_n + r) * k_n + k) * am;
+                out.precision[dst..dst + am].copy_from_slice(&local.precision[src..src + am]);
+                out.scores[dst..dst + am].copy_from_slice(&local.scores[src..src + am]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_true_positive_has_pycocotools_epsilon() {
+        let rec = Records {
+            dt_image: &[0],
+            dt_category: &[1],
+            dt_rank: &[0],
+            dt_score: &[0.9],
+            dt_flags: &[TRUE_POSITIVE],
+            gt_category: &[1],
+            gt_count: &[1],
+        };
+        let acc = accumulate(&rec, &[1], 1, 1, &[0.0, 0.5, 1.0], &[100], 1).unwrap();
+        assert_eq!(acc.shape, [1, 3, 1, 1, 1]);
+        assert_eq!(acc.precision, vec![0.9999999999999998; 3]);
+        assert_eq!(acc.recall, vec![1.0]);
+        assert_eq!(acc.scores, vec![0.9; 3]);
+    }
+
+    #[test]
+    fn categories_without_ground_truth_stay_minus_one() {
+        let rec = Records {
+            dt_image: &[0, 0],
+            dt_category: &[1, 2],
+            dt_rank: &[0, 0],
+            dt_score: &[0.9, 0.8],
+            dt_flags: &[FALSE_POSITIVE, FALSE_POSITIVE],
+            gt_category: &[1],
+            gt_count: &[1],
+        };
+        let acc = accumulate(&rec, &[1, 2], 1, 1, &[0.0, 1.0], &[1, 100], 1).unwrap();
+        // [T=1, R=2, K=2, A=1, M=2]
+        assert_eq!(
+            acc.precision,
+            vec![0.0, 0.0, -1.0, -1.0, 0.0, 0.0, -1.0, -1.0]
+        );
+        assert_eq!(acc.recall, vec![0.0, 0.0, -1.0, -1.0]);
+    }
+
+    #[test]
+    fn rejects_bad_flag_shape() {
+        let rec = Records {
+            dt_image: &[0],
+            dt_category: &[1],
+            dt_rank: &[0],
+            dt_score: &[0.9],
+            dt_flags: &[0, 0],
+            gt_category: &[],
+            gt_count: &[],
+        };
+        assert!(accumulate(&rec, &[1], 1, 1, &[0.0], &[1], 1).is_err());
+    }
+}
