@@ -16,7 +16,9 @@ evaluated for all images and all FPN levels at once:
 * targets: class = the box's label (``BACKGROUND`` = -1 elsewhere), regression
   = ``(l, t, r, b)`` in pixels (zeros for background), centerness =
   ``sqrt(min(l, r) / max(max(l, r), 1e-7) * min(t, b) / max(max(t, b), 1e-7))``
-  (zero for background).
+  (zero for background), every operation in float32 and the square root
+  correctly rounded (IEEE; torch's CPU float32 ``sqrt`` can be 1 ulp off, so
+  the torch path takes it in float64 and rounds back).
 
 Zero-area boxes (``x1 == x2`` or ``y1 == y2``) are valid input but can never
 contain a point strictly, so they are never assigned.
@@ -30,9 +32,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
+from autotimm import _native
 from autotimm.constants import BACKGROUND, DEFAULT_REGRESS_RANGES, DEFAULT_STRIDES
 
 __all__ = ["fcos_feature_sizes", "fcos_points", "fcos_targets"]
@@ -222,12 +226,23 @@ def _bad_value_message(
         image += 1
     j = first - acc
     box = [float(v) for v in boxes[first].tolist()]
+    # Same wording as the native core's errors.
     if not bool(finite[first]):
-        return f"boxes[{image}][{j}] = {box} is not finite"
+        return f"boxes: image {image}, box {j} = {box} is not finite"
     if not bool(ordered[first]):
-        return f"boxes[{image}][{j}] = {box} has x2 < x1 or y2 < y1 (expected xyxy)"
-    bound = f" or >= num_classes ({num_classes})" if num_classes is not None else ""
-    return f"labels[{image}][{j}] = {int(labels[first])} is negative{bound}"
+        return f"boxes: image {image}, box {j} = {box} has x2 < x1 or y2 < y1 (expected xyxy)"
+    bound = f"[0, {num_classes})" if num_classes is not None else "[0, inf)"
+    return f"labels: image {image}, box {j} has label {int(labels[first])}, outside {bound}"
+
+
+def _validate_values(
+    boxes: list[torch.Tensor], labels: list[torch.Tensor], num_classes: int | None
+) -> None:
+    if boxes:
+        counts = [b.shape[0] for b in boxes]
+        message = _bad_value_message(torch.cat(boxes), torch.cat(labels), counts, num_classes)
+        if message is not None:
+            raise ValueError(message)
 
 
 # --------------------------------------------------------------------------- #
@@ -337,6 +352,19 @@ def _axis_distances(
     return torch.where(inside, torch.maximum(near, far), inf)
 
 
+def _sqrt_f32(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded float32 square root on every device.
+
+    torch's float32 ``sqrt`` on CPU is not correctly rounded in current x86
+    builds (about 1 in 5 results is 1 ulp off), while CUDA's and IEEE's (the
+    native core's) are. The square root of a float32 taken in float64 and
+    rounded back is the correctly rounded float32 result (53 >= 2 * 24 + 2 bits).
+    """
+    if x.device.type == "mps":  # no float64 there; its float32 sqrt is IEEE
+        return torch.sqrt(x)
+    return torch.sqrt(x.to(torch.float64)).to(torch.float32)
+
+
 def _targets_torch(
     boxes: list[torch.Tensor],
     labels: list[torch.Tensor],
@@ -403,7 +431,7 @@ def _targets_torch(
 
     lr_min, lr_max = torch.minimum(left, right), torch.maximum(left, right)
     tb_min, tb_max = torch.minimum(top, bottom), torch.maximum(top, bottom)
-    ctr = torch.sqrt(
+    ctr = _sqrt_f32(
         (lr_min / lr_max.clamp(min=_CENTERNESS_EPS)) * (tb_min / tb_max.clamp(min=_CENTERNESS_EPS))
     )
     ctr = torch.where(assigned, ctr, zero)
@@ -414,8 +442,73 @@ def _targets_torch(
 
 
 # --------------------------------------------------------------------------- #
+# Native implementation (CPU)
+# --------------------------------------------------------------------------- #
+def _targets_native(
+    boxes: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    strides: tuple[int, ...],
+    ranges: tuple[tuple[float, float], ...],
+    sizes: list[tuple[int, int]],
+    radius: float | None,
+    num_classes: int | None,
+    num_threads: int,
+) -> FcosTargets:
+    """One native call for the batch: boxes concatenated, per-image counts; validates values."""
+    counts = torch.tensor([b.shape[0] for b in boxes], dtype=torch.int64)
+    flat_boxes = torch.cat(boxes) if boxes else torch.zeros((0, 4), dtype=torch.float32)
+    flat_labels = torch.cat(labels) if labels else torch.zeros((0,), dtype=torch.int64)
+    cls, reg, ctr = _native.fcos_targets(
+        flat_boxes.numpy(),
+        flat_labels.numpy(),
+        counts.numpy(),
+        list(strides),
+        list(sizes),
+        list(ranges),
+        radius,
+        num_classes,
+        num_threads,
+    )
+    return torch.from_numpy(cls), torch.from_numpy(reg), torch.from_numpy(ctr)
+
+
+# --------------------------------------------------------------------------- #
 # Public entry point
 # --------------------------------------------------------------------------- #
+class _Args(NamedTuple):
+    device: torch.device
+    boxes: list[torch.Tensor]  # float32, contiguous, detached
+    labels: list[torch.Tensor]  # int64, contiguous, detached
+    strides: tuple[int, ...]
+    ranges: tuple[tuple[float, float], ...]
+    sizes: list[tuple[int, int]]
+    radius: float | None
+
+
+def _prepare(
+    boxes: Sequence[torch.Tensor],
+    labels: Sequence[torch.Tensor],
+    image_size: Sequence[int],
+    strides: Sequence[int],
+    regress_ranges: Sequence[tuple[float, float]] | None,
+    feature_sizes: Sequence[tuple[int, int]] | None,
+    center_sampling_radius: float | None,
+    num_classes: int | None,
+) -> _Args:
+    device = _check_targets(boxes, labels, num_classes)
+    size = _check_image_size(image_size)
+    strides_t = _check_strides(strides)
+    return _Args(
+        device=device,
+        boxes=[b.detach().to(torch.float32).contiguous() for b in boxes],
+        labels=[lab.detach().to(torch.int64).contiguous() for lab in labels],
+        strides=strides_t,
+        ranges=_check_regress_ranges(regress_ranges, len(strides_t)),
+        sizes=_check_feature_sizes(feature_sizes, size, strides_t),
+        radius=_check_radius(center_sampling_radius),
+    )
+
+
 def fcos_targets(
     boxes: Sequence[torch.Tensor],
     labels: Sequence[torch.Tensor],
@@ -437,37 +530,41 @@ def fcos_targets(
         Per image, ``[N_i, 4]`` float boxes ``(x1, y1, x2, y2)`` in pixels (cast
         to float32). ``N_i`` may be 0 (all points background).
     labels : list of torch.Tensor
-        Per image, ``[N_i]`` integer class ids in ``[0, num_classes)``.
+        Per image, ``[N_i]`` integer class ids ``>= 0`` (cast to int64).
     image_size : (int, int)
         ``(H, W)`` of the (padded) batch images.
     strides : sequence of int
         FPN strides, one per level (default ``DEFAULT_STRIDES``).
     regress_ranges : sequence of (float, float), optional
-        Half-open ``[lo, hi)`` range of ``max(l, t, r, b)`` per level; ``None``
-        means ``DEFAULT_REGRESS_RANGES`` (which requires 5 levels).
+        Half-open ``[lo, hi)`` range of ``max(l, t, r, b)`` per level, compared
+        in float32; ``None`` means ``DEFAULT_REGRESS_RANGES`` (5 levels).
     feature_sizes : sequence of (int, int), optional
         ``(h, w)`` per level; default ``(ceil(H / s), ceil(W / s))``. Each must
         be the floor or the ceiling of the image size over the stride.
     center_sampling_radius : float, optional
         If given, a point must also lie strictly inside the box's centre region
-        (centre ± radius·stride, clipped to the box); ``None`` (default) is the
-        seed's rule without centre sampling.
+        (centre ± radius·stride, clipped to the box; FCOS / mmdet
+        ``center_sampling``, usually 1.5). ``None`` (default) is the seed's rule.
     num_classes : int, optional
-        If given, labels must be ``< num_classes``.
+        If given, labels must also be ``< num_classes``.
     validate : bool
-        Check box and label values (finite, ``x2 >= x1``, ``y2 >= y1``, labels
-        in range). Shapes are always checked. On CUDA this costs one host
-        synchronisation; pass ``False`` in a training step to stay sync-free
-        (invalid boxes then simply never match). CPU inputs are always checked.
+        Torch path only (CUDA): check box and label values (finite, ``x2 >= x1``,
+        ``y2 >= y1``, labels in range) at the cost of one host synchronisation.
+        Pass ``False`` in a training step to stay sync-free; invalid boxes then
+        simply never match. The native (CPU) path always checks, for free.
+        Shapes, dtypes and sizes are always checked.
     num_threads : int, optional
-        Worker threads of the native path (default ``torch.get_num_threads()``).
+        Threads of the native path across images (default
+        ``torch.get_num_threads()``, which is 1 in DataLoader workers; 1 runs
+        without a thread pool).
 
     Returns
     -------
     cls : torch.Tensor
         ``[B, P]`` int64 class target, ``BACKGROUND`` (-1) where unassigned.
     reg : torch.Tensor
-        ``[B, P, 4]`` float32 ``(l, t, r, b)`` distances in pixels, zeros where unassigned.
+        ``[B, P, 4]`` float32 ``(l, t, r, b)`` distances in pixels, zeros where
+        unassigned.
     ctr : torch.Tensor
         ``[B, P]`` float32 centerness target, zero where unassigned.
 
@@ -477,26 +574,57 @@ def fcos_targets(
     Raises
     ------
     ValueError
-        Wrong shapes, non-finite or inverted boxes, labels out of range,
-        mismatched strides / ranges / feature sizes / image size.
+        Wrong shapes, non-finite or inverted boxes, negative (or ``>=
+        num_classes``) labels, boxes / labels of different lengths, mismatched
+        strides / ranges / feature sizes / image size.
     TypeError
         Non-tensor inputs, non-float boxes or non-integer labels.
+
+    Examples
+    --------
+    >>> cls, reg, ctr = fcos_targets([torch.tensor([[8.0, 8.0, 40.0, 24.0]])],
+    ...                              [torch.tensor([2])], (64, 64))
+    >>> cls.shape, reg.shape, int((cls >= 0).sum())
+    (torch.Size([1, 85]), torch.Size([1, 85, 4]), 4)
     """
-    device = _check_targets(boxes, labels, num_classes)
-    size = _check_image_size(image_size)
-    strides_t = _check_strides(strides)
-    ranges = _check_regress_ranges(regress_ranges, len(strides_t))
-    sizes = _check_feature_sizes(feature_sizes, size, strides_t)
-    radius = _check_radius(center_sampling_radius)
+    args = _prepare(
+        boxes, labels, image_size, strides, regress_ranges, feature_sizes,
+        center_sampling_radius, num_classes,
+    )  # fmt: skip
     if num_threads is not None and not (_is_int(num_threads) and num_threads >= 0):
         raise ValueError(f"num_threads must be a non-negative int or None, got {num_threads!r}")
+    if args.device.type == "cpu":
+        threads = torch.get_num_threads() if num_threads is None else num_threads
+        return _targets_native(
+            args.boxes, args.labels, args.strides, args.ranges, args.sizes, args.radius,
+            num_classes, threads,
+        )  # fmt: skip
+    if validate:
+        _validate_values(args.boxes, args.labels, num_classes)
+    return _targets_torch(
+        args.boxes, args.labels, args.strides, args.ranges, args.sizes, args.radius, args.device
+    )
 
-    boxes_f = [b.detach().to(torch.float32).contiguous() for b in boxes]
-    labels_i = [lab.detach().to(torch.int64).contiguous() for lab in labels]
-    if (validate or device.type == "cpu") and boxes_f:
-        message = _bad_value_message(
-            torch.cat(boxes_f), torch.cat(labels_i), [b.shape[0] for b in boxes_f], num_classes
-        )
-        if message is not None:
-            raise ValueError(message)
-    return _targets_torch(boxes_f, labels_i, strides_t, ranges, sizes, radius, device)
+
+def _fcos_targets_torch(
+    boxes: Sequence[torch.Tensor],
+    labels: Sequence[torch.Tensor],
+    image_size: Sequence[int],
+    strides: Sequence[int] = DEFAULT_STRIDES,
+    regress_ranges: Sequence[tuple[float, float]] | None = None,
+    feature_sizes: Sequence[tuple[int, int]] | None = None,
+    center_sampling_radius: float | None = None,
+    *,
+    num_classes: int | None = None,
+    validate: bool = True,
+) -> FcosTargets:
+    """``fcos_targets`` on the batched torch path on any device (the test reference)."""
+    args = _prepare(
+        boxes, labels, image_size, strides, regress_ranges, feature_sizes,
+        center_sampling_radius, num_classes,
+    )  # fmt: skip
+    if validate:
+        _validate_values(args.boxes, args.labels, num_classes)
+    return _targets_torch(
+        args.boxes, args.labels, args.strides, args.ranges, args.sizes, args.radius, args.device
+    )

@@ -1,7 +1,106 @@
 //! Binding of [`crate::assign`].
 
+use numpy::ndarray::{Array2, Array3};
+use numpy::{
+    IntoPyArray, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
-    Ok(())
+use crate::assign::{self, Level, Options};
+use crate::error::Error;
+
+type TargetArrays<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray3<f32>>,
+    Bound<'py, PyArray2<f32>>,
+);
+
+/// FCOS targets of a batch: `boxes [N, 4]` float32 of all images concatenated,
+/// `labels [N]` int64, `counts [B]` int64 boxes per image; one level per
+/// stride. Returns `cls [B, P]` int64, `reg [B, P, 4]` float32, `ctr [B, P]` float32.
+#[pyfunction]
+#[pyo3(signature = (
+    boxes,
+    labels,
+    counts,
+    strides,
+    feature_sizes,
+    regress_ranges,
+    center_sampling_radius=None,
+    num_classes=None,
+    num_threads=0,
+))]
+#[allow(clippy::too_many_arguments)]
+fn fcos_targets<'py>(
+    py: Python<'py>,
+    boxes: PyReadonlyArray2<'py, f32>,
+    labels: PyReadonlyArray1<'py, i64>,
+    counts: PyReadonlyArray1<'py, i64>,
+    strides: Vec<u32>,
+    feature_sizes: Vec<(usize, usize)>,
+    regress_ranges: Vec<(f64, f64)>,
+    center_sampling_radius: Option<f64>,
+    num_classes: Option<i64>,
+    num_threads: usize,
+) -> PyResult<TargetArrays<'py>> {
+    let to_py = super::error::to_pyerr;
+    if boxes.shape()[1] != 4 {
+        let got = format!("({}, {})", boxes.shape()[0], boxes.shape()[1]);
+        return Err(to_py(Error::shape("boxes", got, "(N, 4)")));
+    }
+    if feature_sizes.len() != strides.len() {
+        let msg = format!(
+            "has {} levels but strides has {}",
+            feature_sizes.len(),
+            strides.len()
+        );
+        return Err(to_py(Error::value("feature_sizes", msg)));
+    }
+    if regress_ranges.len() != strides.len() {
+        let msg = format!(
+            "has {} levels but strides has {}",
+            regress_ranges.len(),
+            strides.len()
+        );
+        return Err(to_py(Error::value("regress_ranges", msg)));
+    }
+    let contiguous = |arg| move |_| to_py(Error::value(arg, "must be C-contiguous"));
+    let boxes = boxes.as_slice().map_err(contiguous("boxes"))?;
+    let labels = labels.as_slice().map_err(contiguous("labels"))?;
+    let counts = counts.as_slice().map_err(contiguous("counts"))?;
+    let levels: Vec<Level> = strides
+        .iter()
+        .zip(&feature_sizes)
+        .zip(&regress_ranges)
+        .map(|((&stride, &(height, width)), &(lo, hi))| Level {
+            stride,
+            height,
+            width,
+            // Rounded to float32 as torch rounds a Python float compared with a float32 tensor.
+            lo: lo as f32,
+            hi: hi as f32,
+        })
+        .collect();
+    let options = Options {
+        center_sampling_radius,
+        num_classes,
+        num_threads,
+    };
+    let t = super::run(py, || {
+        assign::fcos_targets(boxes, labels, counts, &levels, &options)
+    })?;
+    let shape_err = |_| to_py(Error::value("feature_sizes", "inconsistent output shape"));
+    let (b, p) = (t.num_images, t.num_points);
+    let cls = Array2::from_shape_vec((b, p), t.cls).map_err(shape_err)?;
+    let reg = Array3::from_shape_vec((b, p, 4), t.reg).map_err(shape_err)?;
+    let ctr = Array2::from_shape_vec((b, p), t.ctr).map_err(shape_err)?;
+    Ok((
+        cls.into_pyarray(py),
+        reg.into_pyarray(py),
+        ctr.into_pyarray(py),
+    ))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(fcos_targets, m)?)
 }
