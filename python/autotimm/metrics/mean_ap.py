@@ -1,0 +1,449 @@
+"""``MeanAveragePrecision``: torchmetrics' detection mAP, evaluated as batches arrive.
+
+The metric takes torchmetrics' arguments and inputs and returns the same keys,
+values (pycocotools' numbers) and dtypes, without needing pycocotools. Unlike
+torchmetrics, which stores every box and runs pycocotools in ``compute()``,
+``update()`` matches each batch natively (GIL released) and stores compact
+per-detection records; ``compute()`` only accumulates them. The records are
+tensor states reduced by concatenation, so they sync across processes (DDP).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+
+from autotimm.metrics.coco import Params, evaluate_columns
+
+__all__ = ["MeanAveragePrecision"]
+
+_RECORDS = ("dt_image", "dt_category", "dt_rank", "dt_score", "dt_flags", "gt_category", "gt_count")
+_AREA_RNG = np.asarray(Params().areaRng, dtype=np.float64)
+_AREA_LBL = list(Params().areaRngLbl)
+
+
+def _threads() -> int:
+    value = os.environ.get("AUTOTIMM_NUM_THREADS", "")
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        return max(torch.get_num_threads(), 1)
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _validate_inputs(
+    preds: Sequence[dict[str, Tensor]], target: Sequence[dict[str, Tensor]]
+) -> None:
+    if not isinstance(preds, Sequence):
+        raise ValueError(f"Expected argument `preds` to be of type Sequence, but got {preds}")
+    if not isinstance(target, Sequence):
+        raise ValueError(f"Expected argument `target` to be of type Sequence, but got {target}")
+    if len(preds) != len(target):
+        raise ValueError(
+            "Expected argument `preds` and `target` to have the same length, "
+            f"but got {len(preds)} and {len(target)}"
+        )
+    for k in ("boxes", "scores", "labels"):
+        if any(k not in p for p in preds):
+            raise ValueError(f"Expected all dicts in `preds` to contain the `{k}` key")
+        if not all(isinstance(p[k], Tensor) for p in preds):
+            raise ValueError(f"Expected all {k} in `preds` to be of type Tensor")
+    for k in ("boxes", "labels"):
+        if any(k not in t for t in target):
+            raise ValueError(f"Expected all dicts in `target` to contain the `{k}` key")
+        if not all(isinstance(t[k], Tensor) for t in target):
+            raise ValueError(f"Expected all {k} in `target` to be of type Tensor")
+    for i, t in enumerate(target):
+        if t["boxes"].size(0) != t["labels"].size(0):
+            raise ValueError(
+                f"Input 'boxes' and labels of sample {i} in targets have a different length "
+                f"(expected {t['boxes'].size(0)} labels, got {t['labels'].size(0)})"
+            )
+    for i, p in enumerate(preds):
+        if not (p["boxes"].size(0) == p["labels"].size(0) == p["scores"].size(0)):
+            raise ValueError(
+                f"Input 'boxes', labels and scores of sample {i} in predictions have a different "
+                f"length (expected {p['boxes'].size(0)} labels and scores, "
+                f"got {p['labels'].size(0)} labels and {p['scores'].size(0)})"
+            )
+
+
+def _to_xywh(boxes: list[Tensor], box_format: str) -> np.ndarray:
+    """torchmetrics' conversion: ``box_convert(..., "xywh")`` in the boxes' dtype, then float64."""
+    from torchvision.ops import box_convert
+
+    boxes = [b.detach().cpu().reshape(-1, 4) for b in boxes]
+    if not boxes:
+        return np.empty((0, 4), np.float64)
+    dtypes = {b.dtype for b in boxes}
+    if len(dtypes) == 1:
+        cat = torch.cat(boxes)
+        if cat.numel() and box_format != "xywh":
+            cat = box_convert(cat, in_fmt=box_format, out_fmt="xywh")
+        return cat.double().numpy()
+    parts = [
+        (
+            box_convert(b, in_fmt=box_format, out_fmt="xywh")
+            if b.numel() and box_format != "xywh"
+            else b
+        )
+        .double()
+        .numpy()
+        for b in boxes
+    ]
+    return np.concatenate(parts)
+
+
+def _cat(tensors: list[Tensor], dtype: torch.dtype) -> np.ndarray:
+    if not tensors:
+        return np.empty(0, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+    return torch.cat([t.detach().cpu().reshape(-1).to(dtype) for t in tensors]).numpy()
+
+
+class MeanAveragePrecision(Metric):
+    """Mean average precision and recall for object detection (COCO bbox).
+
+    Same constructor, inputs and outputs as
+    ``torchmetrics.detection.MeanAveragePrecision`` for ``iou_type="bbox"``;
+    the values equal pycocotools' (torchmetrics' default backend).
+
+    Parameters
+    ----------
+    box_format : {"xyxy", "xywh", "cxcywh"}
+        Format of the input boxes.
+    iou_type : "bbox"
+        Only bounding boxes are supported.
+    iou_thresholds : list of float, optional
+        Default: ``torch.linspace(0.5, 0.95, 10)`` (float32 values, as torchmetrics).
+    rec_thresholds : list of float, optional
+        Default: ``torch.linspace(0.0, 1.0, 101)``.
+    max_detection_thresholds : list of int, optional
+        Exactly three values, default ``[1, 10, 100]`` (sorted).
+    class_metrics : bool
+        Also return ``map_per_class`` and ``mar_{max}_per_class``.
+    extended_summary : bool
+        Also return ``precision`` ``[T, R, K, A, M]``, ``recall`` ``[T, K, A, M]``
+        and ``scores``.
+    average : {"macro", "micro"}
+        Average over classes, or pool all classes into one.
+    backend : {"pycocotools", "faster_coco_eval"}
+        Accepted for compatibility; evaluation is always native and equals
+        pycocotools.
+    **kwargs
+        Passed to ``torchmetrics.Metric``.
+
+    Notes
+    -----
+    ``update`` matches each image once (at the largest max-detection
+    threshold) and stores one record per kept detection; ``compute`` sorts
+    and accumulates. Images are ordered as torchmetrics orders them, also
+    after a DDP gather (image-major, rank-minor), so score ties break alike.
+    """
+
+    is_differentiable: bool = False
+    higher_is_better: bool = True
+    full_state_update: bool = True
+    plot_lower_bound: float = 0.0
+    plot_upper_bound: float = 1.0
+    warn_on_many_detections: bool = True
+
+    def __init__(
+        self,
+        box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        iou_type: Literal["bbox"] | tuple[Literal["bbox"], ...] = "bbox",
+        iou_thresholds: list[float] | None = None,
+        rec_thresholds: list[float] | None = None,
+        max_detection_thresholds: list[int] | None = None,
+        class_metrics: bool = False,
+        extended_summary: bool = False,
+        average: Literal["macro", "micro"] = "macro",
+        backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        allowed_box_formats = ("xyxy", "xywh", "cxcywh")
+        if box_format not in allowed_box_formats:
+            raise ValueError(
+                f"Expected argument `box_format` to be one of {allowed_box_formats} but got {box_format}"
+            )
+        self.box_format = box_format
+        iou_types = (iou_type,) if isinstance(iou_type, str) else tuple(iou_type)
+        if any(t not in ("bbox", "segm") for t in iou_types):
+            raise ValueError(
+                f"Expected argument `iou_type` to be one of ('segm', 'bbox') or a tuple of, but got {iou_type}"
+            )
+        if iou_types != ("bbox",):
+            raise ValueError(f"Only iou_type='bbox' is supported, got {iou_type}")
+        self.iou_type = iou_types
+        if iou_thresholds is not None and not isinstance(iou_thresholds, list):
+            raise ValueError(
+                "Expected argument `iou_thresholds` to either be `None` or a list of floats "
+                f"but got {iou_thresholds}"
+            )
+        self.iou_thresholds: list[float] = (
+            iou_thresholds or torch.linspace(0.5, 0.95, round((0.95 - 0.5) / 0.05) + 1).tolist()
+        )
+        if rec_thresholds is not None and not isinstance(rec_thresholds, list):
+            raise ValueError(
+                "Expected argument `rec_thresholds` to either be `None` or a list of floats "
+                f"but got {rec_thresholds}"
+            )
+        self.rec_thresholds: list[float] = (
+            rec_thresholds or torch.linspace(0.0, 1.00, round(1.00 / 0.01) + 1).tolist()
+        )
+        if max_detection_thresholds is not None and not isinstance(max_detection_thresholds, list):
+            raise ValueError(
+                "Expected argument `max_detection_thresholds` to either be `None` or a list of ints"
+                f" but got {max_detection_thresholds}"
+            )
+        if max_detection_thresholds is not None and len(max_detection_thresholds) != 3:
+            raise ValueError(
+                "When providing a list of max detection thresholds it should have length 3."
+                f" Got value {len(max_detection_thresholds)}"
+            )
+        max_det, _ = torch.sort(
+            torch.tensor(max_detection_thresholds or [1, 10, 100], dtype=torch.int)
+        )
+        self.max_detection_thresholds: list[int] = max_det.tolist()
+        if not isinstance(class_metrics, bool):
+            raise ValueError("Expected argument `class_metrics` to be a boolean")
+        self.class_metrics = class_metrics
+        if not isinstance(extended_summary, bool):
+            raise ValueError("Expected argument `extended_summary` to be a boolean")
+        self.extended_summary = extended_summary
+        if average not in ("macro", "micro"):
+            raise ValueError(
+                f"Expected argument `average` to be one of ('macro', 'micro') but got {average}"
+            )
+        self.average = average
+        if backend not in ("pycocotools", "faster_coco_eval"):
+            raise ValueError(
+                "Expected argument `backend` to be one of ('pycocotools', 'faster_coco_eval') "
+                f"but got {backend}"
+            )
+        self.backend = backend
+
+        self._groups = ["rec"]
+        if average == "micro" and class_metrics:
+            self._groups.append("cls")
+        for group in self._groups:
+            for name in _RECORDS:
+                self.add_state(f"{group}_{name}", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+        self.add_state(
+            "num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum"
+        )
+        self._local_images = 0
+
+    # ------------------------------------------------------------------ update
+    def reset(self) -> None:
+        super().reset()
+        self._local_images = 0
+
+    def update(self, preds: list[dict[str, Tensor]], target: list[dict[str, Tensor]]) -> None:
+        """Matches a batch of images and stores its evaluation records.
+
+        Parameters
+        ----------
+        preds : list of dict
+            Per image: ``boxes`` (N, 4) in ``box_format``, ``scores`` (N,),
+            ``labels`` (N,).
+        target : list of dict
+            Per image: ``boxes`` (M, 4), ``labels`` (M,), optional ``iscrowd``
+            (M,) and ``area`` (M,) (used when > 0, else the box area).
+        """
+        _validate_inputs(preds, target)
+        n_img = len(preds)
+        if n_img == 0:
+            return
+        max_det = self.max_detection_thresholds[-1]
+        if self.warn_on_many_detections and any(len(p["boxes"]) > max_det for p in preds):
+            warnings.warn(
+                f"Encountered more than {max_det} detections in a single image. This means that "
+                "certain detections with the lowest scores will be ignored, that may have an "
+                "undesirable impact on performance. Please consider adjusting the "
+                "`max_detection_threshold` to suit your use case. To disable this warning, set "
+                "attribute class `warn_on_many_detections=False`, after initializing the metric.",
+                UserWarning,
+                stacklevel=2,
+            )
+        rank, world = _rank_and_world()
+        keys = (
+            np.arange(self._local_images, self._local_images + n_img, dtype=np.int64) * world
+        ) + rank
+        self._local_images += n_img
+
+        dt_counts = np.array([len(p["labels"]) for p in preds], dtype=np.int64)
+        gt_counts = np.array([len(t["labels"]) for t in target], dtype=np.int64)
+        dt_box = _to_xywh([p["boxes"] for p in preds], self.box_format)
+        gt_box = _to_xywh([t["boxes"] for t in target], self.box_format)
+        dt_labels = _cat([p["labels"] for p in preds], torch.int64)
+        gt_labels = _cat([t["labels"] for t in target], torch.int64)
+        n_dt, n_gt = len(dt_labels), len(gt_labels)
+        gt_wh = gt_box[:, 2] * gt_box[:, 3]
+        area = _cat([t.get("area", torch.zeros(len(t["labels"]))) for t in target], torch.float64)
+        crowd = _cat(
+            [t.get("iscrowd", torch.zeros(len(t["labels"]))) for t in target], torch.float64
+        )
+        gt = {
+            "id": np.arange(1, n_gt + 1, dtype=np.int64),
+            "image_id": np.repeat(keys, gt_counts),
+            "category_id": gt_labels,
+            "bbox": gt_box,
+            "area": np.where(area > 0, area, gt_wh),
+            "iscrowd": (crowd != 0).astype(np.uint8),
+        }
+        dt = {
+            "id": np.arange(1, n_dt + 1, dtype=np.int64),
+            "image_id": np.repeat(keys, dt_counts),
+            "category_id": dt_labels,
+            "bbox": dt_box,
+            "area": dt_box[:, 2] * dt_box[:, 3],
+            "score": _cat([p["scores"] for p in preds], torch.float64),
+        }
+        for group in self._groups:
+            micro = group == "rec" and self.average == "micro"
+            if micro:
+                gt = {**gt, "category_id": np.zeros(n_gt, np.int64)}
+                dt = {**dt, "category_id": np.zeros(n_dt, np.int64)}
+            rec = evaluate_columns(
+                gt,
+                dt,
+                keys,
+                None,
+                np.asarray(self.iou_thresholds, dtype=np.float64),
+                _AREA_RNG,
+                max_det,
+                True,
+                _threads(),
+            )
+            for name in _RECORDS:
+                getattr(self, f"{group}_{name}").append(torch.from_numpy(rec[name]).to(self.device))
+            if micro:
+                gt = {**gt, "category_id": gt_labels}
+                dt = {**dt, "category_id": dt_labels}
+        self.labels.append(
+            torch.from_numpy(np.unique(np.concatenate([dt_labels, gt_labels]))).to(self.device)
+        )
+        self.num_images += n_img
+
+    # ----------------------------------------------------------------- compute
+    def _records(self, group: str) -> dict[str, np.ndarray]:
+        num_iou, num_areas = len(self.iou_thresholds), len(_AREA_RNG)
+        out: dict[str, np.ndarray] = {}
+        for name in _RECORDS:
+            state = getattr(self, f"{group}_{name}")
+            if isinstance(state, list) and len(state) == 0:
+                arr = np.empty(0, np.float64 if name == "dt_score" else np.int64)
+            else:
+                arr = dim_zero_cat(state).detach().cpu().numpy()
+            if name == "dt_flags":
+                arr = np.ascontiguousarray(arr, dtype=np.uint8).reshape(-1, num_areas * num_iou)
+            elif name == "gt_count":
+                arr = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1, num_areas)
+            elif name == "dt_score":
+                arr = np.ascontiguousarray(arr, dtype=np.float64)
+            else:
+                arr = np.ascontiguousarray(arr, dtype=np.int64)
+            out[name] = arr
+        return out
+
+    def _accumulate(self, group: str, cat_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+        from autotimm import _native
+
+        rec = self._records(group)
+        return _native.coco_accumulate(
+            rec["dt_image"],
+            rec["dt_category"],
+            rec["dt_rank"],
+            rec["dt_score"],
+            rec["dt_flags"],
+            rec["gt_category"],
+            rec["gt_count"],
+            np.ascontiguousarray(cat_ids, dtype=np.int64),
+            len(self.iou_thresholds),
+            np.asarray(self.rec_thresholds, dtype=np.float64),
+            list(self.max_detection_thresholds),
+            _threads(),
+        )
+
+    def _summarize(self, precision: np.ndarray, recall: np.ndarray) -> list[float]:
+        from autotimm import _native
+
+        return _native.coco_summarize(
+            np.ascontiguousarray(precision),
+            np.ascontiguousarray(recall),
+            np.asarray(self.iou_thresholds, dtype=np.float64),
+            _AREA_LBL,
+            list(self.max_detection_thresholds),
+        )
+
+    def _stats_dict(self, stats: Sequence[float]) -> dict[str, Tensor]:
+        mdt = self.max_detection_thresholds
+        keys = [
+            "map",
+            "map_50",
+            "map_75",
+            "map_small",
+            "map_medium",
+            "map_large",
+            f"mar_{mdt[0]}",
+            f"mar_{mdt[1]}",
+            f"mar_{mdt[2]}",
+            "mar_small",
+            "mar_medium",
+            "mar_large",
+        ]
+        return {k: torch.tensor([v], dtype=torch.float32) for k, v in zip(keys, stats, strict=True)}
+
+    def compute(self) -> dict[str, Tensor]:
+        """Accumulates the stored records into torchmetrics' result dict."""
+        labels = self.labels
+        if isinstance(labels, list):
+            labels = dim_zero_cat(labels) if labels else torch.empty(0, dtype=torch.long)
+        classes = torch.unique(labels.detach().cpu().long()).numpy()
+        result: dict[str, Tensor] = {}
+        if int(self.num_images) == 0:
+            result.update(self._stats_dict([-1.0] * 12))
+        else:
+            cat_ids = np.zeros(1, np.int64) if self.average == "micro" else classes
+            precision, recall, scores = self._accumulate("rec", cat_ids)
+            result.update(self._stats_dict(self._summarize(precision, recall)))
+            if self.extended_summary:
+                result["precision"] = torch.from_numpy(precision)
+                result["recall"] = torch.from_numpy(recall)
+                result["scores"] = torch.from_numpy(scores)
+            if self.class_metrics:
+                if self.average == "micro":
+                    precision, recall, _ = self._accumulate("cls", classes)
+                map_per_class, mar_per_class = [], []
+                for k in range(len(classes)):
+                    stats = self._summarize(precision[:, :, k : k + 1], recall[:, k : k + 1])
+                    map_per_class.append(stats[0])
+                    mar_per_class.append(stats[8])
+                map_pc = torch.tensor(map_per_class, dtype=torch.float32)
+                mar_pc = torch.tensor(mar_per_class, dtype=torch.float32)
+            else:
+                map_pc = torch.tensor([-1], dtype=torch.float32)
+                mar_pc = torch.tensor([-1], dtype=torch.float32)
+            result["map_per_class"] = map_pc
+            result[f"mar_{self.max_detection_thresholds[-1]}_per_class"] = mar_pc
+        result["classes"] = torch.tensor(classes.tolist(), dtype=torch.int32)
+        return result
+
+    def plot(self, val: Any = None, ax: Any = None) -> Any:
+        """Plots a result (torchmetrics' ``Metric._plot``)."""
+        return self._plot(val, ax)
