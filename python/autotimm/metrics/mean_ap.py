@@ -177,13 +177,15 @@ class MeanAveragePrecision(Metric):
         allowed_box_formats = ("xyxy", "xywh", "cxcywh")
         if box_format not in allowed_box_formats:
             raise ValueError(
-                f"Expected argument `box_format` to be one of {allowed_box_formats} but got {box_format}"
+                f"Expected argument `box_format` to be one of {allowed_box_formats} "
+                f"but got {box_format}"
             )
         self.box_format = box_format
         iou_types = (iou_type,) if isinstance(iou_type, str) else tuple(iou_type)
         if any(t not in ("bbox", "segm") for t in iou_types):
             raise ValueError(
-                f"Expected argument `iou_type` to be one of ('segm', 'bbox') or a tuple of, but got {iou_type}"
+                "Expected argument `iou_type` to be one of ('segm', 'bbox') or a tuple of, "
+                f"but got {iou_type}"
             )
         if iou_types != ("bbox",):
             raise ValueError(f"Only iou_type='bbox' is supported, got {iou_type}")
