@@ -248,13 +248,8 @@ class MeanAveragePrecision(Metric):
         self.add_state(
             "num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum"
         )
-        self._local_images = 0
 
     # ------------------------------------------------------------------ update
-    def reset(self) -> None:
-        super().reset()
-        self._local_images = 0
-
     def update(self, preds: list[dict[str, Tensor]], target: list[dict[str, Tensor]]) -> None:
         """Matches a batch of images and stores its evaluation records.
 
@@ -283,10 +278,8 @@ class MeanAveragePrecision(Metric):
                 stacklevel=2,
             )
         rank, world = _rank_and_world()
-        keys = (
-            np.arange(self._local_images, self._local_images + n_img, dtype=np.int64) * world
-        ) + rank
-        self._local_images += n_img
+        seen = int(self.num_images)  # this process's images so far (states sync in compute)
+        keys = np.arange(seen, seen + n_img, dtype=np.int64) * world + rank
 
         dt_counts = np.array([len(p["labels"]) for p in preds], dtype=np.int64)
         gt_counts = np.array([len(t["labels"]) for t in target], dtype=np.int64)
