@@ -585,7 +585,7 @@ def fcos_targets(
     >>> cls, reg, ctr = fcos_targets([torch.tensor([[8.0, 8.0, 40.0, 24.0]])],
     ...                              [torch.tensor([2])], (64, 64))
     >>> cls.shape, reg.shape, int((cls >= 0).sum())
-    (torch.Size([1, 85]), torch.Size([1, 85, 4]), 4)
+    (torch.Size([1, 86]), torch.Size([1, 86, 4]), 8)
     """
     args = _prepare(
         boxes, labels, image_size, strides, regress_ranges, feature_sizes,
