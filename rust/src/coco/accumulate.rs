@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use super::evaluate::{FALSE_POSITIVE, TRUE_POSITIVE};
 use super::index::IdIndex;
-use super::{by_score_desc, EPS};
+use super::EPS;
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 
@@ -33,6 +33,23 @@ pub struct Accumulation {
     pub precision: Vec<f64>,
     pub recall: Vec<f64>,
     pub scores: Vec<f64>,
+}
+
+/// A u64 whose ascending order is `np.argsort(-score)`'s: descending score,
+/// -0.0 equal to 0.0, NaN last.
+#[inline]
+fn score_key(s: f64) -> u64 {
+    if s.is_nan() {
+        return u64::MAX;
+    }
+    let s = if s == 0.0 { 0.0 } else { s };
+    let bits = s.to_bits();
+    let ord = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
+    !ord
 }
 
 struct Local {
@@ -97,13 +114,14 @@ pub fn accumulate(
         }
     }
 
-    // Detections per category (counting sort keeps the input order).
-    let mut start = vec![0usize; k_n + 1];
+    // Detections grouped by category in one sequential pass (counting sort):
+    // each category's scores, images, ranks and flag rows become contiguous.
     let kpos: Vec<u32> = rec
         .dt_category
         .iter()
         .map(|&c| cat_index.get(c).unwrap_or(u32::MAX))
         .collect();
+    let mut start = vec![0usize; k_n + 1];
     for &k in &kpos {
         if k != u32::MAX {
             start[k as usize + 1] += 1;
@@ -112,12 +130,23 @@ pub fn accumulate(
     for k in 0..k_n {
         start[k + 1] += start[k];
     }
+    let total = start[k_n];
     let mut fill = start.clone();
-    let mut items = vec![0u32; start[k_n]];
+    let mut g_key = vec![0u64; total];
+    let mut g_image = vec![0i64; total];
+    let mut g_rank = vec![0i64; total];
+    let mut g_score = vec![0f64; total];
+    let mut g_flags = vec![0u8; total * at];
     for (j, &k) in kpos.iter().enumerate() {
         if k != u32::MAX {
-            items[fill[k as usize]] = j as u32;
+            let d = fill[k as usize];
             fill[k as usize] += 1;
+            let s = rec.dt_score[j];
+            g_key[d] = score_key(s);
+            g_image[d] = rec.dt_image[j];
+            g_rank[d] = rec.dt_rank[j];
+            g_score[d] = s;
+            g_flags[d * at..(d + 1) * at].copy_from_slice(&rec.dt_flags[j * at..(j + 1) * at]);
         }
     }
 
@@ -130,22 +159,36 @@ pub fn accumulate(
         if (0..a_n).all(|a| npig[k * a_n + a] == 0) {
             return local;
         }
-        let mut idx: Vec<u32> = items[start[k]..start[k + 1]].to_vec();
-        let key = |j: u32| (rec.dt_image[j as usize], rec.dt_rank[j as usize]);
-        if !idx.windows(2).all(|w| key(w[0]) <= key(w[1])) {
-            idx.sort_by_key(|&j| key(j));
+        let (lo, hi) = (start[k], start[k + 1]);
+        let n_k = hi - lo;
+        let (key, image, rank_c) = (&g_key[lo..hi], &g_image[lo..hi], &g_rank[lo..hi]);
+        // pycocotools' order: images in id order, each image's detections in
+        // rank order, then a stable sort by descending score. (image, rank)
+        // is unique within a category, so one unstable sort on the triple
+        // gives exactly that order.
+        let mut perm: Vec<u32> = (0..n_k as u32).collect();
+        perm.sort_unstable_by_key(|&i| (key[i as usize], image[i as usize], rank_c[i as usize]));
+        let rank: Vec<i64> = perm.iter().map(|&i| rank_c[i as usize]).collect();
+        let score: Vec<f64> = perm.iter().map(|&i| g_score[lo + i as usize]).collect();
+        // flags as [A*T][n_k] in score order
+        let mut flags = vec![0u8; at * n_k];
+        for (p, &i) in perm.iter().enumerate() {
+            let row = &g_flags[(lo + i as usize) * at..(lo + i as usize + 1) * at];
+            for (c, &f) in row.iter().enumerate() {
+                flags[c * n_k + p] = f;
+            }
         }
-        idx.sort_by(|&a, &b| by_score_desc(rec.dt_score[a as usize], rec.dt_score[b as usize]));
-        let mut sub: Vec<u32> = Vec::with_capacity(idx.len());
-        let mut rc: Vec<f64> = Vec::with_capacity(idx.len());
-        let mut pr: Vec<f64> = Vec::with_capacity(idx.len());
+        let mut sub: Vec<u32> = Vec::with_capacity(n_k);
+        // Per (m, a, t) only the positions where recall changes matter: the
+        // first index with rc >= thr is 0 or a true positive, and between true
+        // positives precision only decreases, so the interpolated (running
+        // max) precision at any index is the max over later true positives.
+        // `steps` holds (index, rc, pr) at index 0 and at every true positive;
+        // fp at index q is q + 1 - tp - ignored.
+        let mut steps: Vec<(u32, f64, f64)> = Vec::with_capacity(n_k + 1);
         for (m, &max_det) in max_dets.iter().enumerate() {
             sub.clear();
-            sub.extend(
-                idx.iter()
-                    .copied()
-                    .filter(|&j| rec.dt_rank[j as usize] < max_det as i64),
-            );
+            sub.extend((0..n_k as u32).filter(|&i| rank[i as usize] < max_det as i64));
             let nd = sub.len();
             for a in 0..a_n {
                 let np = npig[k * a_n + a];
@@ -154,40 +197,46 @@ pub fn accumulate(
                 }
                 let npf = np as f64;
                 for t in 0..t_n {
-                    rc.clear();
-                    pr.clear();
-                    let (mut tp, mut fp) = (0u64, 0u64);
-                    for &j in &sub {
-                        match rec.dt_flags[j as usize * at + a * t_n + t] {
-                            TRUE_POSITIVE => tp += 1,
-                            FALSE_POSITIVE => fp += 1,
-                            _ => {}
-                        }
-                        let (tpf, fpf) = (tp as f64, fp as f64);
-                        rc.push(tpf / npf);
-                        pr.push(tpf / (fpf + tpf + EPS));
+                    let col = &flags[(a * t_n + t) * n_k..(a * t_n + t + 1) * n_k];
+                    steps.clear();
+                    let (mut tp, mut ig) = (0u64, 0u64);
+                    if nd > 0 && col[sub[0] as usize] != TRUE_POSITIVE {
+                        steps.push((0, 0.0 / npf, 0.0));
                     }
-                    local.recall[(t * a_n + a) * m_n + m] = if nd > 0 { rc[nd - 1] } else { 0.0 };
-                    for i in (1..nd).rev() {
-                        if pr[i] > pr[i - 1] {
-                            pr[i - 1] = pr[i];
+                    for (q, &i) in sub.iter().enumerate() {
+                        let f = col[i as usize];
+                        if f == TRUE_POSITIVE {
+                            tp += 1;
+                            let fp = q as u64 + 1 - tp - ig;
+                            let (tpf, fpf) = (tp as f64, fp as f64);
+                            steps.push((q as u32, tpf / npf, tpf / (fpf + tpf + EPS)));
+                        } else {
+                            ig += (f != FALSE_POSITIVE) as u64;
+                        }
+                    }
+                    local.recall[(t * a_n + a) * m_n + m] =
+                        if nd > 0 { tp as f64 / npf } else { 0.0 };
+                    // Envelope: running max from the right.
+                    for s in (1..steps.len()).rev() {
+                        if steps[s].2 > steps[s - 1].2 {
+                            steps[s - 1].2 = steps[s].2;
                         }
                     }
                     let mut stopped = false;
                     for (r, &thr) in rec_thrs.iter().enumerate() {
                         let at_r = ((t * r_n + r) * a_n + a) * m_n + m;
-                        let (mut q, mut s) = (0.0, 0.0);
+                        let (mut q, mut sc) = (0.0, 0.0);
                         if !stopped {
-                            let i = rc.partition_point(|&x| x < thr);
-                            if i < nd {
-                                q = pr[i];
-                                s = rec.dt_score[sub[i] as usize];
+                            let s = steps.partition_point(|st| st.1 < thr);
+                            if s < steps.len() {
+                                q = steps[s].2;
+                                sc = score[sub[steps[s].0 as usize] as usize];
                             } else {
                                 stopped = true;
                             }
                         }
                         local.precision[at_r] = q;
-                        local.scores[at_r] = s;
+                        local.scores[at_r] = sc;
                     }
                 }
             }
@@ -229,6 +278,23 @@ pub fn accumulate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn score_key_orders_like_numpy() {
+        let v = [
+            0.5,
+            f64::NAN,
+            0.9,
+            -0.0,
+            0.0,
+            -1.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by_key(|&i| score_key(v[i]));
+        assert_eq!(idx, vec![6, 2, 0, 3, 4, 5, 7, 1]);
+    }
 
     #[test]
     fn single_true_positive_has_pycocotools_epsilon() {

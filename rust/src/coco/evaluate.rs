@@ -180,6 +180,32 @@ struct Ctx<'a> {
     gt: &'a GroundTruth<'a>,
     dt: &'a Detections<'a>,
     p: &'a EvalParams<'a>,
+    /// The smallest starting `best` over the thresholds: an IoU below it can
+    /// never produce a match.
+    min_start: f64,
+}
+
+/// Buffers reused across the buckets of one image.
+#[derive(Default)]
+struct Scratch {
+    order: Vec<u32>,
+    ious: Vec<f64>,
+    gt_ig: Vec<bool>,
+    sorted: Vec<usize>,
+    gtm: Vec<i64>,
+    dtm: Vec<i64>,
+    dt_ig: Vec<bool>,
+}
+
+/// pycocotools' starting `best` for threshold `t`: `min([t, 1 - 1e-10])`.
+#[inline]
+fn start_for(thr: f64) -> f64 {
+    let cap = 1.0 - 1e-10;
+    if cap < thr {
+        cap
+    } else {
+        thr
+    }
 }
 
 /// Evaluates one (image, category) bucket and appends its records.
@@ -189,10 +215,13 @@ fn evaluate_bucket(
     category: i64,
     gts: &[u32],
     dts: &[u32],
+    sc: &mut Scratch,
     out: &mut Evaluation,
 ) {
     let (gt, dt, p) = (ctx.gt, ctx.dt, ctx.p);
-    let mut order: Vec<u32> = dts.to_vec();
+    let order = &mut sc.order;
+    order.clear();
+    order.extend_from_slice(dts);
     order.sort_by(|&a, &b| by_score_desc(dt.score[a as usize], dt.score[b as usize]));
     order.truncate(p.max_det);
     let nd = order.len();
@@ -202,52 +231,77 @@ fn evaluate_bucket(
     }
     let na = p.area_rng.len();
     let nt = p.iou_thrs.len();
+    let at = na * nt;
 
     // IoU [D, G] in file order of the ground truth.
-    let mut ious = vec![0.0f64; nd * ng];
+    let ious = &mut sc.ious;
+    ious.clear();
+    ious.resize(nd * ng, 0.0);
+    let mut can_match = false;
     for (di, &d) in order.iter().enumerate() {
         let db = &dt.bbox[4 * d as usize..4 * d as usize + 4];
         for (gi, &g) in gts.iter().enumerate() {
             let gb = &gt.bbox[4 * g as usize..4 * g as usize + 4];
-            ious[di * ng + gi] = bb_iou(db, gb, gt.iscrowd[g as usize] != 0);
+            let v = bb_iou(db, gb, gt.iscrowd[g as usize] != 0);
+            ious[di * ng + gi] = v;
+            can_match |= !(v < ctx.min_start);
         }
     }
 
     let base = out.dt_flags.len();
-    out.dt_flags.resize(base + nd * na * nt, FALSE_POSITIVE);
+    out.dt_flags.resize(base + nd * at, FALSE_POSITIVE);
+    let flags = &mut out.dt_flags[base..];
     if ng > 0 {
         out.gt_image.push(image);
         out.gt_category.push(category);
     }
 
-    let mut gt_ig = vec![false; ng];
-    let mut sorted: Vec<usize> = Vec::with_capacity(ng);
-    let mut gtm = vec![0i64; ng];
-    let mut dtm = vec![0i64; nd];
-    let mut dt_ig = vec![false; nd];
+    let (gt_ig, sorted) = (&mut sc.gt_ig, &mut sc.sorted);
+    let (gtm, dtm, dt_ig) = (&mut sc.gtm, &mut sc.dtm, &mut sc.dt_ig);
+    gt_ig.clear();
+    gt_ig.resize(ng, false);
+    gtm.clear();
+    gtm.resize(ng, 0);
+    dtm.clear();
+    dtm.resize(nd, 0);
+    dt_ig.clear();
+    dt_ig.resize(nd, false);
     for (a, rng) in p.area_rng.iter().enumerate() {
         let (lo, hi) = (rng[0], rng[1]);
+        let mut npig = 0i64;
         for (gi, &g) in gts.iter().enumerate() {
             let ar = gt.area[g as usize];
             gt_ig[gi] = gt.iscrowd[g as usize] != 0 || ar < lo || ar > hi;
+            npig += (!gt_ig[gi]) as i64;
+        }
+        if ng > 0 {
+            out.gt_count.push(npig);
+        }
+        if !can_match {
+            // Nothing reaches a threshold: every detection is a false
+            // positive, or ignored when outside the area range.
+            for (di, &d) in order.iter().enumerate() {
+                let ar = dt.area[d as usize];
+                if ar < lo || ar > hi {
+                    let row = &mut flags[di * at + a * nt..di * at + (a + 1) * nt];
+                    row.iter_mut().for_each(|f| *f = IGNORED);
+                }
+            }
+            continue;
         }
         // Non-ignored first, file order kept (stable).
         sorted.clear();
         sorted.extend((0..ng).filter(|&gi| !gt_ig[gi]));
-        let npig = sorted.len();
         sorted.extend((0..ng).filter(|&gi| gt_ig[gi]));
-        if ng > 0 {
-            out.gt_count.push(npig as i64);
-        }
         for (t, &thr) in p.iou_thrs.iter().enumerate() {
             gtm.iter_mut().for_each(|v| *v = 0);
             dtm.iter_mut().for_each(|v| *v = 0);
             dt_ig.iter_mut().for_each(|v| *v = false);
-            let cap = 1.0 - 1e-10;
-            let start = if cap < thr { cap } else { thr };
+            let start = start_for(thr);
             for di in 0..nd {
                 let mut best = start;
                 let mut m: Option<usize> = None;
+                let row = &ious[di * ng..(di + 1) * ng];
                 for (s, &gi) in sorted.iter().enumerate() {
                     let g = gts[gi] as usize;
                     if gtm[s] > 0 && gt.iscrowd[g] == 0 {
@@ -258,7 +312,7 @@ fn evaluate_bucket(
                             break;
                         }
                     }
-                    let v = ious[di * ng + gi];
+                    let v = row[gi];
                     if v < best {
                         continue;
                     }
@@ -275,7 +329,7 @@ fn evaluate_bucket(
             for di in 0..nd {
                 let ar = dt.area[order[di] as usize];
                 let ignored = dt_ig[di] || (dtm[di] == 0 && (ar < lo || ar > hi));
-                out.dt_flags[base + di * na * nt + a * nt + t] = if ignored {
+                flags[di * at + a * nt + t] = if ignored {
                     IGNORED
                 } else if dtm[di] != 0 {
                     TRUE_POSITIVE
@@ -346,10 +400,24 @@ pub fn evaluate(
     let (dt_img, dt_cat) = locate(dt.image_id, dt.category_id);
     let (gt_start, gt_items) = by_image(&gt_img, img_ids.len());
     let (dt_start, dt_items) = by_image(&dt_img, img_ids.len());
-    let ctx = Ctx { gt, dt, p };
+    let min_start = if p.iou_thrs.iter().any(|t| t.is_nan()) {
+        f64::NAN
+    } else {
+        p.iou_thrs
+            .iter()
+            .map(|&t| start_for(t))
+            .fold(f64::INFINITY, f64::min)
+    };
+    let ctx = Ctx {
+        gt,
+        dt,
+        p,
+        min_start,
+    };
 
     let per_image = |i: usize| -> Evaluation {
         let mut out = Evaluation::default();
+        let mut sc = Scratch::default();
         let mut g: Vec<u32> = gt_items[gt_start[i]..gt_start[i + 1]].to_vec();
         let mut d: Vec<u32> = dt_items[dt_start[i]..dt_start[i + 1]].to_vec();
         if g.is_empty() && d.is_empty() {
@@ -359,7 +427,7 @@ pub fn evaluate(
         d.sort_by_key(|&j| dt_cat[j as usize]);
         let image = img_ids[i];
         if !p.use_cats {
-            evaluate_bucket(&ctx, image, -1, &g, &d, &mut out);
+            evaluate_bucket(&ctx, image, -1, &g, &d, &mut sc, &mut out);
             return out;
         }
         let (mut gi, mut di) = (0usize, 0usize);
@@ -383,6 +451,7 @@ pub fn evaluate(
                 cats[c as usize],
                 &g[gi..g_end],
                 &d[di..d_end],
+                &mut sc,
                 &mut out,
             );
             gi = g_end;
