@@ -49,3 +49,75 @@ def batched_nms(
     reproduces torchvision's coordinate-offset trick, above it NMS per class.
     num_threads caps the worker threads for large inputs (0 = all cores).
     """
+
+# --- COCO bbox evaluation (rust/src/py/coco.rs) -------------------------------
+
+def coco_load_ground_truth(path: str) -> dict[str, object]:
+    """Reads a COCO ground-truth file into columns.
+
+    Keys: ``image_ids`` int64 [I], ``categories`` (list of dicts with id, name,
+    supercategory), and per annotation ``id``, ``image_id``, ``category_id``
+    int64 [N], ``bbox`` float64 [N, 4] xywh, ``area`` float64 [N] (w*h when
+    absent), ``iscrowd`` uint8 [N]. FileNotFoundError if missing; ValueError
+    naming the file and the problem if malformed.
+    """
+
+def coco_load_results(path: str) -> dict[str, npt.NDArray[np.generic]]:
+    """Reads a COCO result file with ``loadRes`` semantics (id from 1, area = w*h,
+    iscrowd 0): ``id``, ``image_id``, ``category_id``, ``bbox`` [N, 4], ``area``,
+    ``iscrowd``, ``score``."""
+
+def coco_evaluate(
+    gt_id: npt.NDArray[np.int64],
+    gt_image_id: npt.NDArray[np.int64],
+    gt_category_id: npt.NDArray[np.int64],
+    gt_bbox: npt.NDArray[np.float64],
+    gt_area: npt.NDArray[np.float64],
+    gt_iscrowd: npt.NDArray[np.uint8],
+    dt_id: npt.NDArray[np.int64],
+    dt_image_id: npt.NDArray[np.int64],
+    dt_category_id: npt.NDArray[np.int64],
+    dt_bbox: npt.NDArray[np.float64],
+    dt_area: npt.NDArray[np.float64],
+    dt_score: npt.NDArray[np.float64],
+    img_ids: npt.NDArray[np.int64],
+    cat_ids: npt.NDArray[np.int64] | None,
+    iou_thrs: npt.NDArray[np.float64],
+    area_rng: npt.NDArray[np.float64],
+    max_det: int,
+    use_cats: bool,
+    num_threads: int = 0,
+) -> dict[str, npt.NDArray[np.generic]]:
+    """pycocotools' per image and category matching (bbox), GIL released.
+
+    Returns records: ``dt_image``, ``dt_category``, ``dt_rank`` int64 [n],
+    ``dt_score`` float64 [n], ``dt_flags`` uint8 [n, A*T] (0 false positive,
+    1 true positive, 2 ignored), ``gt_image``, ``gt_category`` int64 [m],
+    ``gt_count`` int64 [m, A] (non-ignored ground truth per area range).
+    """
+
+def coco_accumulate(
+    dt_image: npt.NDArray[np.int64],
+    dt_category: npt.NDArray[np.int64],
+    dt_rank: npt.NDArray[np.int64],
+    dt_score: npt.NDArray[np.float64],
+    dt_flags: npt.NDArray[np.uint8],
+    gt_category: npt.NDArray[np.int64],
+    gt_count: npt.NDArray[np.int64],
+    cat_ids: npt.NDArray[np.int64],
+    num_iou: int,
+    rec_thrs: npt.NDArray[np.float64],
+    max_dets: list[int],
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """pycocotools' ``accumulate``: precision [T, R, K, A, M], recall [T, K, A, M],
+    scores [T, R, K, A, M] (-1 where a category has no ground truth)."""
+
+def coco_summarize(
+    precision: npt.NDArray[np.float64],
+    recall: npt.NDArray[np.float64],
+    iou_thrs: npt.NDArray[np.float64],
+    area_lbls: list[str],
+    max_dets: list[int],
+) -> list[float]:
+    """pycocotools' 12 bbox summary statistics (-1 where undefined)."""
