@@ -244,7 +244,8 @@ fn evaluate_bucket(
             let gb = &gt.bbox[4 * g as usize..4 * g as usize + 4];
             let v = bb_iou(db, gb, gt.iscrowd[g as usize] != 0);
             ious[di * ng + gi] = v;
-            can_match |= !(v < ctx.min_start);
+            // a NaN IoU or threshold matches too, as in pycocotools' `<` test
+            can_match |= v >= ctx.min_start || v.is_nan() || ctx.min_start.is_nan();
         }
     }
 
