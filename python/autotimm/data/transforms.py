@@ -40,7 +40,7 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Training augmentation per preset: (hflip probability, colour jitter
 #: (brightness, contrast, saturation, hue) or None).
 AUGMENTATION_PRESETS: dict[str, tuple[float, tuple[float, float, float, float] | None]] = {
-    "default": (0.5, (0.2, 0.2, 0.2, 0.02)),
+    "default": (0.5, (0.2, 0.2, 0.2, 0.0)),
     "light": (0.5, None),
     "strong": (0.5, (0.4, 0.4, 0.4, 0.05)),
     "none": (0.0, None),
@@ -152,7 +152,7 @@ class DetectionTransform:
             crowd_boxes = TF.horizontal_flip(crowd_boxes)
         if self.color_jitter is not None:
             b, c, s, hue = self.color_jitter
-            image = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=hue)(image)
+            image = v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=hue or None)(image)
 
         if self.pad and (nh, nw) != (self.image_size, self.image_size):
             fill = self.pad_value / 255.0
