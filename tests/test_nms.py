@@ -168,7 +168,7 @@ def test_batched_nms_offset_rounding_and_negative_coordinates(
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(0, 1300),
-    ids=st.sampled_from(["negative", "sparse", "huge", "single"]),
+    ids=st.sampled_from(["negative", "sparse", "huge", "extreme", "single"]),
     int_dtype=st.sampled_from([torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8]),
     dtype=st.sampled_from(DTYPES),
     thr=THRESHOLDS,
@@ -181,6 +181,9 @@ def test_batched_nms_class_ids(seed, n, ids, int_dtype, dtype, thr):
         idxs = idxs * 5 + 3
     elif ids == "huge":
         idxs = idxs * 1_000_003 - 4_000_000
+    elif ids == "extreme":
+        low, high = torch.iinfo(torch.int64).min, torch.iinfo(torch.int64).max
+        idxs = torch.where(idxs % 3 == 0, high, torch.where(idxs % 3 == 1, low, idxs))
     else:
         idxs = torch.full_like(idxs, 7)
     info = torch.iinfo(int_dtype)

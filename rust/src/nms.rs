@@ -47,7 +47,7 @@ pub const VANILLA_MIN_BOXES: usize = 1001;
 const PARALLEL_MIN_BOXES: usize = 8192;
 
 /// Up to this many scores a comparison sort beats the radix sort's histograms.
-const SMALL_SORT: usize = 96;
+const SMALL_SORT: usize = 256;
 
 mod sealed {
     pub trait Sealed {}
@@ -55,27 +55,50 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-/// Integer sort key: ascending key order is the wanted score order.
+/// Integer sort key: ascending key order is the wanted score order. A key is
+/// sorted packed with its index (key in the high bits, index in the low 32),
+/// so that comparing packed values breaks ties by index.
 pub trait RadixKey: Copy + Ord + Send + Sync {
-    /// Number of bytes the radix sort looks at.
+    type Packed: Copy + Ord + Send + Sync;
+    /// Number of key bytes the radix sort looks at.
     const BYTES: usize;
-    /// Byte `k` (0 = least significant).
-    fn byte(self, k: usize) -> usize;
+    fn pack(self, index: u32) -> Self::Packed;
+    /// Byte `k` of the key part (0 = least significant).
+    fn byte(packed: Self::Packed, k: usize) -> usize;
+    fn index(packed: Self::Packed) -> u32;
 }
 
 impl RadixKey for u32 {
+    type Packed = u64;
     const BYTES: usize = 4;
     #[inline(always)]
-    fn byte(self, k: usize) -> usize {
-        ((self >> (8 * k)) & 0xff) as usize
+    fn pack(self, index: u32) -> u64 {
+        ((self as u64) << 32) | index as u64
+    }
+    #[inline(always)]
+    fn byte(packed: u64, k: usize) -> usize {
+        ((packed >> (32 + 8 * k)) & 0xff) as usize
+    }
+    #[inline(always)]
+    fn index(packed: u64) -> u32 {
+        packed as u32
     }
 }
 
 impl RadixKey for u64 {
+    type Packed = u128;
     const BYTES: usize = 8;
     #[inline(always)]
-    fn byte(self, k: usize) -> usize {
-        ((self >> (8 * k)) & 0xff) as usize
+    fn pack(self, index: u32) -> u128 {
+        ((self as u128) << 32) | index as u128
+    }
+    #[inline(always)]
+    fn byte(packed: u128, k: usize) -> usize {
+        ((packed >> (32 + 8 * k)) & 0xff) as usize
+    }
+    #[inline(always)]
+    fn index(packed: u128) -> u32 {
+        packed as u32
     }
 }
 
@@ -329,22 +352,23 @@ fn first_non_finite<T: Float>(values: &[T]) -> Option<usize> {
 /// Indices of `scores` in descending order, ties by ascending index (torch's
 /// `sort(stable=True, descending=True)` on finite scores).
 fn sort_desc<T: Float>(scores: &[T]) -> Vec<u32> {
+    type K<T> = <T as Float>::Key;
     let n = scores.len();
-    let mut a: Vec<(T::Key, u32)> = scores
+    let mut a: Vec<<K<T> as RadixKey>::Packed> = scores
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.desc_key(), i as u32))
+        .map(|(i, s)| s.desc_key().pack(i as u32))
         .collect();
     if n <= SMALL_SORT {
-        // (key, index) pairs are distinct, so unstable == stable here.
+        // Packed values are distinct (they hold the index), so unstable ==
+        // stable here.
         a.sort_unstable();
-        return a.into_iter().map(|(_, i)| i).collect();
+        return a.into_iter().map(K::<T>::index).collect();
     }
-    let bytes = <T::Key as RadixKey>::BYTES;
-    let mut hist = vec![[0u32; 256]; bytes];
-    for &(k, _) in &a {
+    let mut hist = vec![[0u32; 256]; K::<T>::BYTES];
+    for &p in &a {
         for (b, h) in hist.iter_mut().enumerate() {
-            h[k.byte(b)] += 1;
+            h[K::<T>::byte(p, b)] += 1;
         }
     }
     let mut tmp = a.clone();
@@ -358,14 +382,14 @@ fn sort_desc<T: Float>(scores: &[T]) -> Vec<u32> {
             *c = sum;
             sum += count;
         }
-        for &e in &a {
-            let d = e.0.byte(b);
-            tmp[h[d] as usize] = e;
+        for &p in &a {
+            let d = K::<T>::byte(p, b);
+            tmp[h[d] as usize] = p;
             h[d] += 1;
         }
         std::mem::swap(&mut a, &mut tmp);
     }
-    a.into_iter().map(|(_, i)| i).collect()
+    a.into_iter().map(K::<T>::index).collect()
 }
 
 /// Groups sort positions (indices into `order`) by class, keeping their order
@@ -853,7 +877,7 @@ mod tests {
     #[test]
     fn sort_is_stable_descending() {
         let mut rng = Rng(7);
-        for &n in &[0usize, 1, 5, 96, 97, 500, 5000] {
+        for &n in &[0usize, 1, 5, 256, 257, 500, 5000] {
             let s: Vec<f32> = (0..n)
                 .map(|_| match rng.below(4) {
                     0 => 0.0,

@@ -73,7 +73,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         On wrong shapes, mismatched lengths, NaN/infinite values or a NaN
         threshold.
     """
-    if boxes.device.type != "cpu" or scores.device.type != "cpu":
+    if not (boxes.is_cpu and scores.is_cpu):
         return torchvision.ops.nms(boxes, scores, iou_threshold)
     _check_floats(boxes, scores)
     keep = _native.nms(_array(boxes), _array(scores), iou_threshold)
@@ -116,7 +116,7 @@ def batched_nms(
         On wrong shapes, mismatched lengths, NaN/infinite values or a NaN
         threshold.
     """
-    if boxes.device.type != "cpu" or scores.device.type != "cpu" or idxs.device.type != "cpu":
+    if not (boxes.is_cpu and scores.is_cpu and idxs.is_cpu):
         return torchvision.ops.batched_nms(boxes, scores, idxs, iou_threshold)
     _check_floats(boxes, scores)
     if idxs.dtype != torch.int64:
