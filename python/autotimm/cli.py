@@ -19,6 +19,7 @@ ends by printing where the checkpoint, the metrics (``metrics.json`` /
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
@@ -417,6 +418,56 @@ class AutoTimmCLI(LightningCLI):
             "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
         )
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The default CSV logger writes under ``trainer.default_root_dir``."""
+        from lightning.pytorch.loggers import CSVLogger
+
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        logger = trainer_cfg.get("logger")
+        root = trainer_cfg.get("default_root_dir")
+        default_root = MAIN_JOB_TRAINER["default_root_dir"]
+        if (
+            "logger" not in kwargs
+            and isinstance(logger, CSVLogger)
+            and str(logger.save_dir) == default_root
+            and root is not None
+            and str(root) != default_root
+        ):
+            kwargs["logger"] = CSVLogger(save_dir=str(root), name=logger.name)
+        return super().instantiate_trainer(**kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """As Lightning's, but only the checkpoint hyperparameters that the model's
+        ``__init__`` accepts are applied (``ObjectDetector`` also records
+        ``backbone_name``, ``username``, ``timestamp`` and ``batch_size``)."""
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        hparams = dict(ckpt.get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None)
+        if not hparams or class_path is None:
+            return
+        try:
+            from jsonargparse._util import import_object
+
+            params = inspect.signature(import_object(class_path)).parameters
+        except Exception:  # unknown class: let Lightning's parsing report it
+            return super()._parse_ckpt_path()
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            hparams = {k: v for k, v in hparams.items() if k in params}
+        update = {
+            self.config.subcommand: {"model": {"class_path": class_path, "init_args": hparams}}
+        }
+        try:
+            self.config = self.parser.parse_object(update, self.config)
+        except SystemExit:
+            sys.stderr.write(f"Parsing of the hyperparameters in {ckpt_path} failed!\n")
+            raise
+
     # -- helpers
     def _sub(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -425,7 +476,8 @@ class AutoTimmCLI(LightningCLI):
         configured = self._sub().get("output_dir")
         if configured:
             return Path(configured)
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir) / default_name
+        base = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        return base if default_name == "." else base / default_name
 
     # -- fit
     def before_fit(self) -> None:
@@ -479,6 +531,26 @@ class AutoTimmCLI(LightningCLI):
         if best:
             lines.append(f"Predict with: autotimm predict --ckpt_path {best}")
         print("\n".join(lines), flush=True)
+
+    # -- validate / test
+    def _write_eval_metrics(self, stage: str) -> None:
+        if self.trainer.global_rank != 0:
+            return
+        metrics = {
+            k: float(v)
+            for k, v in sorted(self.trainer.callback_metrics.items())
+            if isinstance(v, torch.Tensor) and v.numel() == 1
+        }
+        path = self._output_dir(".") / f"{stage}_metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(metrics, indent=1))
+        print(f"\n{stage} metrics written to {path}", flush=True)
+
+    def after_validate(self) -> None:
+        self._write_eval_metrics("validate")
+
+    def after_test(self) -> None:
+        self._write_eval_metrics("test")
 
     # -- predict
     def before_predict(self) -> None:
