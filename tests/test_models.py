@@ -90,3 +90,13 @@ def test_head_argument_errors() -> None:
         DetectionHead(16, 2, prior_prob=1.5)
     with pytest.raises(ValueError, match="out_channels"):
         FPN([8], 0)
+
+
+def test_group_norm_keeps_two_channels_per_group_on_1x1_maps() -> None:
+    head = DetectionHead(in_channels=8, num_classes=2, num_convs=1)
+    gn = [m for m in head.modules() if isinstance(m, torch.nn.GroupNorm)][0]
+    assert gn.num_groups == 4
+    cls, reg, ctr = head([torch.randn(1, 8, 1, 1)])  # P7 of a small image, batch 1
+    assert cls[0].shape == (1, 2, 1, 1)
+    wide = DetectionHead(in_channels=256, num_classes=2, num_convs=1)
+    assert [m for m in wide.modules() if isinstance(m, torch.nn.GroupNorm)][0].num_groups == 32

@@ -26,10 +26,13 @@ class ScaleModule(nn.Module):
 
 
 def norm_layer(channels: int, use_group_norm: bool, num_groups: int) -> nn.Module:
-    """GroupNorm with the largest group count <= ``num_groups`` dividing ``channels``."""
+    """GroupNorm with the largest group count <= ``num_groups`` that divides ``channels``
+    and leaves at least two channels per group (one-channel groups fail on 1x1 maps)."""
     if not use_group_norm:
         return nn.Identity()
-    return nn.GroupNorm(math.gcd(num_groups, channels), channels)
+    limit = min(num_groups, max(channels // 2, 1))
+    groups = max(g for g in range(1, limit + 1) if channels % g == 0)
+    return nn.GroupNorm(groups, channels)
 
 
 def conv_block(
