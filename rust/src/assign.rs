@@ -24,9 +24,11 @@
 //! reference, so results are bit-identical. Instead of the dense `P x G` test
 //! each box only visits the points of the rectangle that can pass the rule on
 //! each level (inside the box and within `hi` of its far edges); the exact
-//! per-point test then decides. Boxes are visited in index order and replace
-//! the current winner only on a strictly smaller area, which gives the
-//! first-index tie-break.
+//! per-point test then decides. The x half of the test (`l, r > 0`,
+//! `max(l, r) < hi`, centre region) is done once per column and the y half once
+//! per row, so a point costs one `max` and a compare. Boxes are visited in index
+//! order and replace the current winner only on a strictly smaller area, which
+//! gives the first-index tie-break.
 
 use rayon::prelude::*;
 
@@ -111,7 +113,7 @@ pub fn fcos_targets(
 
     let mut cls = vec![BACKGROUND; total];
     let mut reg = vec![0.0f32; total * 4];
-    let mut ctr = vec![f32::INFINITY; total];
+    let mut ctr = vec![0.0f32; total];
     if num_points > 0 && num_images > 0 {
         let radius = options.center_sampling_radius;
         let image = |(i, ((cls, reg), ctr)): ImageChunk<'_>| {
@@ -173,6 +175,15 @@ fn check_inputs(
     for (i, &c) in counts.iter().enumerate() {
         let c = usize::try_from(c)
             .map_err(|_| Error::value("counts", format!("image {i} has a negative count {c}")))?;
+        if c >= NO_BOX as usize {
+            return Err(Error::value(
+                "counts",
+                format!(
+                    "image {i} has {c} boxes; at most {} are supported",
+                    NO_BOX - 1
+                ),
+            ));
+        }
         acc = acc
             .checked_add(c)
             .ok_or_else(|| Error::value("counts", "the total overflows"))?;
@@ -254,23 +265,34 @@ fn check_inputs(
 /// float32 test decides for each index; the f64 estimate can only be off by a
 /// fraction of an index, which the rounding directions absorb.
 fn index_range(a: f64, b: f64, stride: f64, n: usize) -> (usize, usize) {
-    let start = (a / stride - 0.5).floor();
-    let end = (b / stride - 0.5).ceil() + 1.0;
-    let clamp = |v: f64| -> usize {
-        if v <= 0.0 {
-            0
-        } else if v >= n as f64 {
-            n
-        } else {
-            v as usize
-        }
+    // start = floor(a / stride - 0.5), end = ceil(b / stride - 0.5) + 1, clamped
+    // to [0, n]; truncation is floor for the positive values that survive the
+    // clamp (and avoids a libm call). NaN cannot occur (finite boxes).
+    let start = a / stride - 0.5;
+    let start = if start <= 0.0 {
+        0
+    } else {
+        (start as usize).min(n)
     };
-    let (s, e) = (clamp(start), clamp(end));
-    (s, e.max(s))
+    let end = b / stride + 0.5;
+    let end = if end <= 0.0 {
+        0
+    } else {
+        let t = end as usize;
+        let t = if (t as f64) < end {
+            t.saturating_add(1)
+        } else {
+            t
+        };
+        t.min(n)
+    };
+    (start, end.max(start))
 }
 
-/// Assigns the points of one image. `cls` first holds the winning box index
-/// and `ctr` the winning area; both are turned into targets at the end.
+/// Assigns the points of one image. `cls` comes in as background (-1), `reg`
+/// and `ctr` as zeros. The boxes are visited against a compact per-image
+/// scratch of (best area, winner) per point, which stays in cache; the
+/// outputs are then written once, in point order, for the points with a winner.
 fn assign_image(
     boxes: &[f32],
     labels: &[i64],
@@ -280,6 +302,11 @@ fn assign_image(
     reg: &mut [f32],
     ctr: &mut [f32],
 ) {
+    if boxes.is_empty() {
+        return;
+    }
+    let mut best: Vec<(f32, u32)> = vec![(f32::INFINITY, NO_BOX); cls.len()];
+    let mut cols: Vec<f32> = Vec::new();
     for (g, b) in boxes.chunks_exact(4).enumerate() {
         let (x1, y1, x2, y2) = (b[0], b[1], b[2], b[3]);
         let area = (x2 - x1) * (y2 - y1);
@@ -326,6 +353,29 @@ fn assign_image(
             let stride = f64::from(level.stride);
             let (xs, xe) = index_range(ax, bx, stride, level.width);
             let (ys, ye) = index_range(ay, by, stride, level.height);
+            // Columns that pass their half of the rule: strictly inside on x (and
+            // inside the centre region), max(l, r) < hi. They are contiguous (each
+            // test is monotone in px), so keep the run and its max(l, r).
+            cols.clear();
+            let mut first = xs;
+            for x in xs..xe {
+                let px = level.centre(x);
+                let (l, r) = (px - x1, x2 - px);
+                let mut ok = l > 0.0 && r > 0.0;
+                if let Some((cx1, _, cx2, _)) = centre {
+                    ok &= px - cx1 > 0.0 && cx2 - px > 0.0;
+                }
+                let lr = l.max(r);
+                if ok && lr < hi {
+                    if cols.is_empty() {
+                        first = x;
+                    }
+                    cols.push(lr);
+                }
+            }
+            if cols.is_empty() {
+                continue;
+            }
             for y in ys..ye {
                 let py = level.centre(y);
                 let (t, bo) = (py - y1, y2 - py);
@@ -341,39 +391,30 @@ fn assign_image(
                 if tb >= hi {
                     continue;
                 }
-                let row = base + y * level.width;
-                for x in xs..xe {
-                    let px = level.centre(x);
-                    let (l, r) = (px - x1, x2 - px);
-                    if !(l > 0.0 && r > 0.0) {
-                        continue;
-                    }
-                    if let Some((cx1, _, cx2, _)) = centre {
-                        if !(px - cx1 > 0.0 && cx2 - px > 0.0) {
-                            continue;
-                        }
-                    }
-                    let m = l.max(r).max(tb);
-                    let p = row + x;
-                    if m >= lo && m < hi && area < ctr[p] {
-                        ctr[p] = area;
-                        cls[p] = g as i64;
+                // max(l, t, r, b) = max(lr, tb) < hi holds for the whole run; only
+                // the lower bound is left (all of it when tb >= lo already).
+                let row = base + y * level.width + first;
+                let whole_row = tb >= lo;
+                let run = &mut best[row..row + cols.len()];
+                for (slot, &lr) in run.iter_mut().zip(&cols) {
+                    // Strictly smaller area wins: boxes come in index order.
+                    if (whole_row || lr >= lo) && area < slot.0 {
+                        *slot = (area, g as u32);
                     }
                 }
             }
         }
     }
 
-    // Turn (winner, area) into (label, l t r b, centerness).
+    // Turn (area, winner) into (label, l t r b, centerness), in point order;
+    // points without a winner keep their background values.
     let mut p = 0usize;
     for level in levels {
         for y in 0..level.height {
             let py = level.centre(y);
             for x in 0..level.width {
-                let winner = cls[p];
-                if winner < 0 {
-                    ctr[p] = 0.0;
-                } else {
+                let winner = best[p].1;
+                if winner != NO_BOX {
                     let g = winner as usize;
                     let b = &boxes[4 * g..4 * g + 4];
                     let px = level.centre(x);
@@ -387,6 +428,9 @@ fn assign_image(
         }
     }
 }
+
+/// Winner slot of a point that no box has claimed.
+const NO_BOX: u32 = u32::MAX;
 
 /// The seed's centerness, in its float32 operation order.
 #[inline]
