@@ -112,7 +112,10 @@ def seed_loop(boxes, labels, size=SIZE, strides=DEFAULT_STRIDES, ranges=DEFAULT_
             indexing="ij",
         )
         points = torch.stack([(grid_x + 0.5) * stride, (grid_y + 0.5) * stride], dim=-1)
-        level = [_seed_per_level(points, b, lab, regress_range) for b, lab in zip(boxes, labels)]
+        level = [
+            _seed_per_level(points, b, lab, regress_range)
+            for b, lab in zip(boxes, labels, strict=True)
+        ]
         cls_all.append(torch.stack([c for c, _, _ in level]).flatten(1))
         reg_all.append(torch.stack([r for _, r, _ in level]).flatten(1, 2))
         ctr_all.append(torch.stack([t for _, _, t in level]).flatten(1))
