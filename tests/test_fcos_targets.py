@@ -7,6 +7,8 @@ float32 operations as the torch reference and the seed.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -481,6 +483,21 @@ def test_usable_in_dataloader_workers():
     )
     got = [torch.cat(parts) for parts in zip(*list(loader), strict=True)]
     assert_same(tuple(got), want)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_with_threads_does_not_hang():
+    boxes = [torch.tensor([[0.0, 0.0, 50.0, 50.0]])] * 4
+    labels = [torch.tensor([1])] * 4
+    want = fcos_targets(boxes, labels, (64, 64), num_threads=2)  # pool in the parent
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_threaded_call, (boxes, labels)).get(timeout=60)
+    assert_same(got, want)
+
+
+def _threaded_call(boxes, labels):
+    return fcos_targets(boxes, labels, (64, 64), num_threads=2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
