@@ -501,18 +501,20 @@ def _threaded_call(boxes, labels):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_torch_path_equals_native():
+def test_cuda_torch_path_equals_native_and_does_not_sync():
     rng = np.random.default_rng(11)
     boxes, labels = make_batch(rng, 16, 300, 800, 800, DEFAULT_STRIDES, DEFAULT_REGRESS_RANGES)
-    want = fcos_targets(boxes, labels, (800, 800))
+    gpu_boxes = [b.cuda() for b in boxes]
+    gpu_labels = [lab.cuda() for lab in labels]
     for radius in (None, 1.5):
         want = fcos_targets(boxes, labels, (800, 800), center_sampling_radius=radius)
-        got = fcos_targets(
-            [b.cuda() for b in boxes],
-            [lab.cuda() for lab in labels],
-            (800, 800),
-            center_sampling_radius=radius,
-            validate=False,
-        )
+        kwargs = dict(center_sampling_radius=radius, validate=False)
+        fcos_targets(gpu_boxes, gpu_labels, (800, 800), **kwargs)  # builds the cached grid
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = fcos_targets(gpu_boxes, gpu_labels, (800, 800), **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
         assert all(t.is_cuda for t in got)
         assert_same(tuple(t.cpu() for t in got), want)

@@ -30,6 +30,7 @@ the reference the native path is tested against bit for bit.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -314,11 +315,12 @@ def fcos_points(
     size = _check_image_size(image_size)
     strides_t = _check_strides(strides)
     sizes = _check_feature_sizes(feature_sizes, size, strides_t)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    xs, _ = _axis_table([w for _, w in sizes], strides_t, dev)
-    ys, _ = _axis_table([h for h, _ in sizes], strides_t, dev)
-    xi, yi, _ = _point_index(sizes, dev)
-    return torch.stack([xs[xi], ys[yi]], dim=1)
+    cpu = torch.device("cpu")
+    xs, _ = _axis_table([w for _, w in sizes], strides_t, cpu)
+    ys, _ = _axis_table([h for h, _ in sizes], strides_t, cpu)
+    xi, yi, _ = _point_index(sizes, cpu)
+    points = torch.stack([xs[xi], ys[yi]], dim=1)
+    return points.to(device) if device is not None else points
 
 
 # --------------------------------------------------------------------------- #
@@ -326,31 +328,67 @@ def fcos_points(
 # --------------------------------------------------------------------------- #
 def _axis_distances(
     coords: torch.Tensor,
-    coord_level: torch.Tensor,
     lo: torch.Tensor,
     hi: torch.Tensor,
     present: torch.Tensor,
-    strides: tuple[int, ...],
-    radius: float | None,
+    radius: torch.Tensor | None,
 ) -> torch.Tensor:
     """``max(near, far)`` of every axis coordinate to every box; ``inf`` where not strictly inside.
 
     coords [C] float32 cell centres of one axis (all levels), lo / hi [B, 1, G]
-    the box's low / high edge on that axis. Returns [B, C, G] float32.
+    the box's low / high edge on that axis, radius [C] the centre-sampling
+    radius in pixels of each coordinate's level (or None). Returns [B, C, G].
     """
     c = coords.view(1, -1, 1)
     near = c - lo
     far = hi - c
     inside = (near > 0) & (far > 0) & present.unsqueeze(1)
     if radius is not None:
-        # Centre region: centre ± radius * stride (the product rounded once to float32),
-        # clipped to the box, as mmdet's FCOSHead does.
-        r = torch.tensor([s * radius for s in strides], dtype=torch.float32, device=coords.device)
-        r = r[coord_level].view(1, -1, 1)
+        # Centre region: centre ± radius, clipped to the box, as mmdet's FCOSHead does.
+        r = radius.view(1, -1, 1)
         mid = (lo + hi) / 2
         inside &= (c - torch.maximum(mid - r, lo) > 0) & (torch.minimum(mid + r, hi) - c > 0)
     inf = torch.full((), math.inf, dtype=torch.float32, device=coords.device)
     return torch.where(inside, torch.maximum(near, far), inf)
+
+
+class _Grid(NamedTuple):
+    """Per-configuration tables of the torch path (on its device)."""
+
+    xs: torch.Tensor  # [X] float32 cell-centre x of every level, concatenated
+    ys: torch.Tensor  # [Y] float32 cell-centre y
+    x_radius: torch.Tensor | None  # [X] float32 centre-sampling radius in pixels
+    y_radius: torch.Tensor | None  # [Y]
+    xi: torch.Tensor  # [P] int64 index of each point's x in xs
+    yi: torch.Tensor  # [P] int64 index of each point's y in ys
+    lo: torch.Tensor  # [P] float32 lower regress bound of each point's level
+    hi: torch.Tensor  # [P] float32 upper regress bound
+
+
+@functools.lru_cache(maxsize=32)
+def _grid(
+    strides: tuple[int, ...],
+    sizes: tuple[tuple[int, int], ...],
+    ranges: tuple[tuple[float, float], ...],
+    radius: float | None,
+    device: torch.device,
+) -> _Grid:
+    """Built on the CPU and copied to ``device`` once per configuration, so
+    repeated calls on CUDA make no host-to-device copies (which would sync)."""
+    cpu = torch.device("cpu")
+    xs, x_level = _axis_table([w for _, w in sizes], strides, cpu)
+    ys, y_level = _axis_table([h for h, _ in sizes], strides, cpu)
+    xi, yi, level = _point_index(list(sizes), cpu)
+    bounds = torch.tensor(ranges, dtype=torch.float32)[level]  # [P, 2]
+    x_radius = y_radius = None
+    if radius is not None:
+        # stride * radius in float64, rounded once to float32 (as mmdet fills its tensor)
+        per_level = torch.tensor([s * radius for s in strides], dtype=torch.float32)
+        x_radius, y_radius = per_level[x_level], per_level[y_level]
+    grid = _Grid(
+        xs, ys, x_radius, y_radius, xi, yi, bounds[:, 0].contiguous(), bounds[:, 1].contiguous()
+    )
+    return _Grid(*(t.to(device) if t is not None else None for t in grid))
 
 
 def _sqrt_f32(x: torch.Tensor) -> torch.Tensor:
@@ -383,10 +421,8 @@ def _targets_torch(
     ``max(l, t, r, b)`` and the area argmin run over all points.
     """
     batch = len(boxes)
-    xs, x_level = _axis_table([w for _, w in sizes], strides, device)
-    ys, y_level = _axis_table([h for h, _ in sizes], strides, device)
-    xi, yi, level = _point_index(sizes, device)
-    total = xi.shape[0]
+    grid = _grid(strides, tuple(sizes), ranges, radius, device)
+    total = grid.xi.shape[0]
     num_boxes = max((b.shape[0] for b in boxes), default=0)
     if batch == 0 or num_boxes == 0 or total == 0:
         return (
@@ -405,13 +441,12 @@ def _targets_torch(
     )
     x1, y1, x2, y2 = (gt[..., k].unsqueeze(1) for k in range(4))  # [B, 1, G]
 
-    dist_x = _axis_distances(xs, x_level, x1, x2, present, strides, radius)  # [B, X, G]
-    dist_y = _axis_distances(ys, y_level, y1, y2, present, strides, radius)  # [B, Y, G]
+    dist_x = _axis_distances(grid.xs, x1, x2, present, grid.x_radius)  # [B, X, G]
+    dist_y = _axis_distances(grid.ys, y1, y2, present, grid.y_radius)  # [B, Y, G]
     # max(l, t, r, b) per point and box; inf (never in [lo, hi)) where the point is outside.
-    max_reg = torch.maximum(dist_x.index_select(1, xi), dist_y.index_select(1, yi))  # [B, P, G]
+    max_reg = torch.maximum(dist_x.index_select(1, grid.xi), dist_y.index_select(1, grid.yi))
     del dist_x, dist_y
-    range_t = torch.tensor(ranges, dtype=torch.float32, device=device)[level]  # [P, 2]
-    candidate = (max_reg >= range_t[:, 0].view(1, -1, 1)) & (max_reg < range_t[:, 1].view(1, -1, 1))
+    candidate = (max_reg >= grid.lo.view(1, -1, 1)) & (max_reg < grid.hi.view(1, -1, 1))
     del max_reg
 
     area = ((gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])).unsqueeze(1)  # [B, 1, G]
@@ -422,7 +457,7 @@ def _targets_torch(
 
     # The winner's distances, with the same float32 ops as the rule (so equal bits).
     chosen = gt.gather(1, best.unsqueeze(-1).expand(-1, -1, 4))  # [B, P, 4]
-    px, py = xs[xi].view(1, -1), ys[yi].view(1, -1)
+    px, py = grid.xs[grid.xi].view(1, -1), grid.ys[grid.yi].view(1, -1)
     left = px - chosen[..., 0]
     top = py - chosen[..., 1]
     right = chosen[..., 2] - px
