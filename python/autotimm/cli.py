@@ -78,7 +78,7 @@ MAIN_JOB_DATA: dict[str, Any] = {
 
 #: Trainer defaults of the ``autotimm`` command (on top of AutoTrainer's).
 MAIN_JOB_TRAINER: dict[str, Any] = {
-    "max_epochs": 12,
+    "max_epochs": 5,
     "tuner_config": False,
     "default_root_dir": "autotimm_runs",
     "log_every_n_steps": 10,
@@ -103,11 +103,19 @@ class MetricsFileWriter(Callback):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.records: list[dict[str, Any]] = []
+        self._start = time.monotonic()
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start = time.monotonic()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.global_rank != 0:
             return
-        record: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        record: dict[str, Any] = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "time_s": round(time.monotonic() - self._start, 1),
+        }
         for key, value in sorted(trainer.callback_metrics.items()):
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 record[key] = round(float(value), 6)
@@ -605,6 +613,7 @@ def cli_main(args: Sequence[str] | None = None, run: bool = True) -> AutoTimmCLI
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``autotimm`` console script and ``python -m autotimm``."""
+    from_sys = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V", "version"):
         from autotimm import __version__
@@ -615,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from autotimm.metrics.evaluate_cli import main as evaluate_main
 
         return int(evaluate_main(argv[1:]) or 0)
-    cli_main(argv)
+    cli_main(None if from_sys else argv)
     return 0
 
 
