@@ -384,11 +384,17 @@ def _grid(
     if radius is not None:
         # stride * radius in float64, rounded once to float32 (as mmdet fills its tensor)
         per_level = torch.tensor([s * radius for s in strides], dtype=torch.float32)
-        x_radius, y_radius = per_level[x_level], per_level[y_level]
-    grid = _Grid(
-        xs, ys, x_radius, y_radius, xi, yi, bounds[:, 0].contiguous(), bounds[:, 1].contiguous()
+        x_radius, y_radius = per_level[x_level].to(device), per_level[y_level].to(device)
+    return _Grid(
+        xs=xs.to(device),
+        ys=ys.to(device),
+        x_radius=x_radius,
+        y_radius=y_radius,
+        xi=xi.to(device),
+        yi=yi.to(device),
+        lo=bounds[:, 0].contiguous().to(device),
+        hi=bounds[:, 1].contiguous().to(device),
     )
-    return _Grid(*(t.to(device) if t is not None else None for t in grid))
 
 
 def _sqrt_f32(x: torch.Tensor) -> torch.Tensor:
