@@ -104,13 +104,27 @@ def test_help_lists_subcommands(capsys) -> None:
         assert sub in text
 
 
-def test_fit_fast_dev_run(coco_root, tmp_path, monkeypatch, capsys) -> None:
+def test_fit_fast_dev_run_with_config_file(coco_root, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "detection.yaml").write_text(
+        "model:\n"
+        "  class_path: autotimm.ObjectDetector\n"
+        "  init_args:\n"
+        "    backbone: {model_name: test_byobnet, pretrained: false}\n"
+        "    fpn_channels: 16\n"
+        "    head_num_convs: 1\n"
+        "    compile_model: false\n"
+        "data:\n"
+        "  class_path: autotimm.DetectionDataModule\n"
+        f"  init_args: {{data_dir: {coco_root}, image_size: 64, batch_size: 4, num_workers: 0}}\n"
+        "trainer:\n"
+        "  max_epochs: 3\n"
+    )
     main(
         [
             "fit",
-            *_model_args(),
-            *_data_args(coco_root),
+            "--config",
+            "detection.yaml",
             "--trainer.fast_dev_run",
             "true",
             "--max_images",

@@ -286,3 +286,30 @@ def test_builtin_shapes(tmp_path, monkeypatch) -> None:
     assert len(dm.train_dataset) == 4 and len(dm.val_dataset) == 2
     assert (tmp_path / "shapes" / "annotations" / "instances_val2017.json").is_file()
     assert dm.category_ids == [1, 2, 3, 4]
+
+
+def test_train_collate_follows_the_attached_model(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from autotimm.data.collate import FCOSTargetCollate, detection_collate_fn
+
+    _coco(tmp_path)
+    dm = DetectionDataModule(data_dir=str(tmp_path), image_size=32, batch_size=2, num_workers=0)
+    assert dm.train_collate() is detection_collate_fn
+    model = SimpleNamespace(
+        detection_arch="fcos",
+        strides=(8, 16, 32, 64, 128),
+        regress_ranges=((-1, 64), (64, 128), (128, 256), (256, 512), (512, float("inf"))),
+    )
+    dm.trainer = SimpleNamespace(lightning_module=model, world_size=1)
+    collate = dm.train_collate()
+    assert isinstance(collate, FCOSTargetCollate) and collate.strides == model.strides
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    cls, reg, ctr = batch["targets"]
+    assert cls.shape == (2, 16 + 4 + 1 + 1 + 1) and reg.shape == (2, 23, 4)
+    model.detection_arch = "yolox"
+    assert dm.train_collate() is detection_collate_fn
+    dm.precompute_targets = False
+    model.detection_arch = "fcos"
+    assert dm.train_collate() is detection_collate_fn
