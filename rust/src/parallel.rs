@@ -1,14 +1,18 @@
 //! Thread control for the core: every parallel op runs inside a rayon pool of
 //! a size the caller chooses (Python passes `torch.get_num_threads()` or the
 //! `AUTOTIMM_NUM_THREADS` override). Pools are built once per size and reused.
+//! A forked child (a DataLoader worker) inherits the parent's pools without
+//! their threads, so pools are keyed by process id and rebuilt after a fork.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::ThreadPool;
 
-fn pools() -> &'static Mutex<HashMap<usize, Arc<ThreadPool>>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
+type Pools = HashMap<(u32, usize), Arc<ThreadPool>>;
+
+fn pools() -> &'static Mutex<Pools> {
+    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
     POOLS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -23,7 +27,15 @@ pub fn with_threads<T: Send>(num_threads: usize, work: impl FnOnce() -> T + Send
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match map.get(&num_threads) {
+        let pid = std::process::id();
+        if map.keys().any(|&(owner, _)| owner != pid) {
+            // Pools of the parent process: their threads do not exist here, and
+            // dropping them could wait on those threads, so leak them.
+            let inherited = std::mem::take(&mut *map);
+            std::mem::forget(inherited);
+        }
+        let key = (pid, num_threads);
+        match map.get(&key) {
             Some(pool) => Some(Arc::clone(pool)),
             None => rayon::ThreadPoolBuilder::new()
                 .num_threads(num_threads)
@@ -31,7 +43,7 @@ pub fn with_threads<T: Send>(num_threads: usize, work: impl FnOnce() -> T + Send
                 .ok()
                 .map(|pool| {
                     let pool = Arc::new(pool);
-                    map.insert(num_threads, Arc::clone(&pool));
+                    map.insert(key, Arc::clone(&pool));
                     pool
                 }),
         }
