@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -486,22 +485,6 @@ def _targets_torch(
 # --------------------------------------------------------------------------- #
 # Native implementation (CPU)
 # --------------------------------------------------------------------------- #
-# Process that may own native worker threads. A forked child (e.g. a DataLoader
-# worker) inherits the parent's thread pools without their threads, so it runs
-# the native path on its own thread instead of waiting on them forever.
-_POOL_PID: int | None = None
-
-
-def _native_threads(requested: int) -> int:
-    global _POOL_PID
-    if requested == 1:
-        return 1
-    pid = os.getpid()
-    if _POOL_PID is None:
-        _POOL_PID = pid
-    return requested if _POOL_PID == pid else 1
-
-
 def _targets_native(
     boxes: list[torch.Tensor],
     labels: list[torch.Tensor],
@@ -525,7 +508,7 @@ def _targets_native(
         list(ranges),
         radius,
         num_classes,
-        _native_threads(num_threads),
+        num_threads,
     )
     return torch.from_numpy(cls), torch.from_numpy(reg), torch.from_numpy(ctr)
 
@@ -614,8 +597,7 @@ def fcos_targets(
     num_threads : int, optional
         Threads of the native path across images (default
         ``torch.get_num_threads()``, which is 1 in DataLoader workers; 1 runs
-        without a thread pool, as does any call in a process forked after
-        the parent used more than one).
+        without a thread pool; a forked child builds pools of its own).
 
     Returns
     -------
