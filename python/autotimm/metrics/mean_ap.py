@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities.data import dim_zero_cat
 
 from autotimm.metrics.coco import Params, evaluate_columns
 
@@ -107,10 +106,23 @@ def _to_xywh(boxes: list[Tensor], box_format: str) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _state_array(state: list[Tensor] | Tensor) -> np.ndarray | None:
+    """A list state (or its synced, concatenated tensor) as one numpy array.
+
+    numpy, not ``torch.cat``: no intra-op thread pool on this path.
+    """
+    if isinstance(state, Tensor):
+        return state.detach().cpu().numpy()
+    if len(state) == 0:
+        return None
+    parts = [t.detach().cpu().numpy() for t in state]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _cat(tensors: list[Tensor], dtype: torch.dtype) -> np.ndarray:
     if not tensors:
         return np.empty(0, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
-    return torch.cat([t.detach().cpu().reshape(-1).to(dtype) for t in tensors]).numpy()
+    return np.concatenate([t.detach().cpu().reshape(-1).to(dtype).numpy() for t in tensors])
 
 
 class MeanAveragePrecision(Metric):
@@ -340,11 +352,9 @@ class MeanAveragePrecision(Metric):
         num_iou, num_areas = len(self.iou_thresholds), len(_AREA_RNG)
         out: dict[str, np.ndarray] = {}
         for name in _RECORDS:
-            state = getattr(self, f"{group}_{name}")
-            if isinstance(state, list) and len(state) == 0:
+            arr = _state_array(getattr(self, f"{group}_{name}"))
+            if arr is None:
                 arr = np.empty(0, np.float64 if name == "dt_score" else np.int64)
-            else:
-                arr = dim_zero_cat(state).detach().cpu().numpy()
             if name == "dt_flags":
                 arr = np.ascontiguousarray(arr, dtype=np.uint8).reshape(-1, num_areas * num_iou)
             elif name == "gt_count":
@@ -406,10 +416,8 @@ class MeanAveragePrecision(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """Accumulates the stored records into torchmetrics' result dict."""
-        labels = self.labels
-        if isinstance(labels, list):
-            labels = dim_zero_cat(labels) if labels else torch.empty(0, dtype=torch.long)
-        classes = torch.unique(labels.detach().cpu().long()).numpy()
+        labels = _state_array(self.labels)
+        classes = np.empty(0, np.int64) if labels is None else np.unique(labels.astype(np.int64))
         result: dict[str, Tensor] = {}
         if int(self.num_images) == 0:
             result.update(self._stats_dict([-1.0] * 12))

@@ -150,15 +150,21 @@ pub fn accumulate(
         }
     }
 
-    let per_cat = |k: usize| -> Local {
-        let mut local = Local {
-            precision: vec![-1.0; t_n * r_n * a_n * m_n],
-            recall: vec![-1.0; t_n * a_n * m_n],
-            scores: vec![-1.0; t_n * r_n * a_n * m_n],
-        };
+    let thrs_ascending = rec_thrs.windows(2).all(|w| w[0] <= w[1]);
+    let new_local = || Local {
+        precision: vec![-1.0; t_n * r_n * a_n * m_n],
+        recall: vec![-1.0; t_n * a_n * m_n],
+        scores: vec![-1.0; t_n * r_n * a_n * m_n],
+    };
+    // Fills `local` for category k; false (and `local` untouched) when the
+    // category has no non-ignored ground truth: its entries stay -1.
+    let per_cat = |k: usize, local: &mut Local| -> bool {
         if (0..a_n).all(|a| npig[k * a_n + a] == 0) {
-            return local;
+            return false;
         }
+        local.precision.iter_mut().for_each(|v| *v = -1.0);
+        local.recall.iter_mut().for_each(|v| *v = -1.0);
+        local.scores.iter_mut().for_each(|v| *v = -1.0);
         let (lo, hi) = (start[k], start[k + 1]);
         let n_k = hi - lo;
         let (key, image, rank_c) = (&g_key[lo..hi], &g_image[lo..hi], &g_rank[lo..hi]);
@@ -223,11 +229,21 @@ pub fn accumulate(
                         }
                     }
                     let mut stopped = false;
+                    let mut cursor = 0usize;
                     for (r, &thr) in rec_thrs.iter().enumerate() {
                         let at_r = ((t * r_n + r) * a_n + a) * m_n + m;
                         let (mut q, mut sc) = (0.0, 0.0);
                         if !stopped {
-                            let s = steps.partition_point(|st| st.1 < thr);
+                            // searchsorted(rc, thr, "left"); a forward walk
+                            // when the thresholds ascend
+                            let s = if thrs_ascending {
+                                while cursor < steps.len() && steps[cursor].1 < thr {
+                                    cursor += 1;
+                                }
+                                cursor
+                            } else {
+                                steps.partition_point(|st| st.1 < thr)
+                            };
                             if s < steps.len() {
                                 q = steps[s].2;
                                 sc = score[sub[steps[s].0 as usize] as usize];
@@ -241,15 +257,7 @@ pub fn accumulate(
                 }
             }
         }
-        local
-    };
-
-    let locals: Vec<Local> = if k_n > 1 && n >= 4096 && num_threads != 1 {
-        with_threads(num_threads, || {
-            (0..k_n).into_par_iter().map(per_cat).collect()
-        })
-    } else {
-        (0..k_n).map(per_cat).collect()
+        true
     };
 
     let mut out = Accumulation {
@@ -259,7 +267,7 @@ pub fn accumulate(
         scores: vec![-1.0; t_n * r_n * k_n * a_n * m_n],
     };
     let am = a_n * m_n;
-    for (k, local) in locals.iter().enumerate() {
+    let scatter = |out: &mut Accumulation, k: usize, local: &Local| {
         for t in 0..t_n {
             let src = t * am;
             let dst = (t * k_n + k) * am;
@@ -269,6 +277,30 @@ pub fn accumulate(
                 let dst = ((t * r_n + r) * k_n + k) * am;
                 out.precision[dst..dst + am].copy_from_slice(&local.precision[src..src + am]);
                 out.scores[dst..dst + am].copy_from_slice(&local.scores[src..src + am]);
+            }
+        }
+    };
+    // Parallel over categories only when there is enough work to amortize it.
+    if k_n > 1 && n >= 100_000 && num_threads != 1 {
+        let locals: Vec<Option<Local>> = with_threads(num_threads, || {
+            (0..k_n)
+                .into_par_iter()
+                .map(|k| {
+                    let mut local = new_local();
+                    per_cat(k, &mut local).then_some(local)
+                })
+                .collect()
+        });
+        for (k, local) in locals.iter().enumerate() {
+            if let Some(local) = local {
+                scatter(&mut out, k, local);
+            }
+        }
+    } else {
+        let mut local = new_local();
+        for k in 0..k_n {
+            if per_cat(k, &mut local) {
+                scatter(&mut out, k, &local);
             }
         }
     }

@@ -72,21 +72,7 @@ pub fn summarize_stat(
             .filter(|&t| iou_thrs[t] == v)
             .collect(),
     };
-    let aind: Vec<usize> = (0..a_n.min(area_lbls.len()))
-        .filter(|&a| area_lbls[a] == area_lbl)
-        .collect();
-    let mind: Vec<usize> = (0..m_n.min(max_dets.len()))
-        .filter(|&m| max_dets[m] == max_det)
-        .collect();
-    let pairs: Vec<(usize, usize)> = if aind.len() == mind.len() {
-        aind.iter().copied().zip(mind.iter().copied()).collect()
-    } else if aind.len() == 1 {
-        mind.iter().map(|&m| (aind[0], m)).collect()
-    } else if mind.len() == 1 {
-        aind.iter().map(|&a| (a, mind[0])).collect()
-    } else {
-        Vec::new()
-    };
+    let pairs = selected_pairs(a_n, m_n, area_lbls, max_dets, area_lbl, max_det);
     let mut vals: Vec<f64> = Vec::new();
     for &t in &tind {
         if ap {
@@ -117,6 +103,10 @@ pub fn summarize_stat(
 /// pycocotools' `_summarizeDets`: AP@[.5:.95] (maxDets=100, hard-coded as in
 /// pycocotools), AP50, AP75, AP small/medium/large, AR@maxDets[0..3], AR
 /// small/medium/large. Needs at least three `max_dets`.
+///
+/// One pass over `precision` in memory order collects the entries of all six
+/// AP statistics (memory order is each statistic's numpy order: T, R, K, then
+/// the (area, maxDet) pairs), then each mean is numpy's.
 pub fn summarize(
     precision: &[f64],
     recall: &[f64],
@@ -130,6 +120,10 @@ pub fn summarize(
             "maxDets",
             format!("summarize needs at least 3 values, got {}", max_dets.len()),
         ));
+    }
+    let [t_n, r_n, k_n, a_n, m_n] = shape;
+    if precision.len() != t_n * r_n * k_n * a_n * m_n || recall.len() != t_n * k_n * a_n * m_n {
+        return Err(Error::value("precision", "does not match its shape"));
     }
     let m = max_dets;
     let specs: [(bool, Option<f64>, &str, usize); 12] = [
@@ -146,13 +140,88 @@ pub fn summarize(
         (false, None, "medium", m[2]),
         (false, None, "large", m[2]),
     ];
+    // Per statistic: which IoU rows, and which (area, maxDet) cells it takes.
+    let mut t_sel = vec![[false; 12]; t_n];
+    let mut cell_sel = vec![[false; 12]; a_n * m_n];
+    for (i, &(_, thr, lbl, md)) in specs.iter().enumerate() {
+        for (t, row) in t_sel.iter_mut().enumerate() {
+            row[i] = match thr {
+                None => true,
+                Some(v) => t < iou_thrs.len() && iou_thrs[t] == v,
+            };
+        }
+        for (a, m) in selected_pairs(a_n, m_n, area_lbls, max_dets, lbl, md) {
+            cell_sel[a * m_n + m][i] = true;
+        }
+    }
+    let mut vals: Vec<Vec<f64>> = vec![Vec::new(); 12];
+    let am = a_n * m_n;
+    for t in 0..t_n {
+        let ts = &t_sel[t];
+        if !ts.iter().any(|&b| b) {
+            continue;
+        }
+        for (i, &(ap, ..)) in specs.iter().enumerate() {
+            if !ts[i] {
+                continue;
+            }
+            let cells: Vec<usize> = (0..am).filter(|&c| cell_sel[c][i]).collect();
+            if cells.is_empty() {
+                continue;
+            }
+            let v = &mut vals[i];
+            if ap {
+                let block = &precision[t * r_n * k_n * am..(t + 1) * r_n * k_n * am];
+                for rk in block.chunks_exact(am) {
+                    for &c in &cells {
+                        if rk[c] > -1.0 {
+                            v.push(rk[c]);
+                        }
+                    }
+                }
+            } else {
+                let block = &recall[t * k_n * am..(t + 1) * k_n * am];
+                for kk in block.chunks_exact(am) {
+                    for &c in &cells {
+                        if kk[c] > -1.0 {
+                            v.push(kk[c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
     let mut stats = [0.0; 12];
-    for (s, &(ap, thr, lbl, md)) in stats.iter_mut().zip(specs.iter()) {
-        *s = summarize_stat(
-            precision, recall, shape, iou_thrs, area_lbls, max_dets, ap, thr, lbl, md,
-        )?;
+    for (s, v) in stats.iter_mut().zip(vals.iter()) {
+        *s = mean_or_minus_one(v);
     }
     Ok(stats)
+}
+
+/// The (area, maxDet) index pairs numpy's `s[..., aind, mind]` selects.
+fn selected_pairs(
+    a_n: usize,
+    m_n: usize,
+    area_lbls: &[String],
+    max_dets: &[usize],
+    area_lbl: &str,
+    max_det: usize,
+) -> Vec<(usize, usize)> {
+    let aind: Vec<usize> = (0..a_n.min(area_lbls.len()))
+        .filter(|&a| area_lbls[a] == area_lbl)
+        .collect();
+    let mind: Vec<usize> = (0..m_n.min(max_dets.len()))
+        .filter(|&m| max_dets[m] == max_det)
+        .collect();
+    if aind.len() == mind.len() {
+        aind.into_iter().zip(mind).collect()
+    } else if aind.len() == 1 {
+        mind.iter().map(|&m| (aind[0], m)).collect()
+    } else if mind.len() == 1 {
+        aind.iter().map(|&a| (a, mind[0])).collect()
+    } else {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
