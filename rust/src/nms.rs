@@ -964,6 +964,49 @@ mod tests {
     }
 
     #[test]
+    fn extreme_and_degenerate_coordinates_match_reference() {
+        let mut rng = Rng(4);
+        for round in 0..30 {
+            let n = [128, 300, 1200][round % 3];
+            let (mut b, s, c) = clustered(&mut rng, n, 2, round % 2 == 0);
+            match round % 6 {
+                0 => b.iter_mut().for_each(|x| *x *= 1e30),
+                1 => b.iter_mut().for_each(|x| *x = -*x * 3e300),
+                2 => (0..n).for_each(|i| b[4 * i] = 5.0), // one x1 for all
+                3 => (0..n).for_each(|i| b[4 * i + 2] = b[4 * i]), // zero width
+                4 => b.iter_mut().for_each(|x| *x = (*x / 50.0).round()),
+                _ => {}
+            }
+            let thr = [0.0, 0.3, 0.5, 0.7, 1.0][round % 5];
+            assert_eq!(
+                nms(&b, &s, thr).unwrap(),
+                ref_nms(&b, &s, thr),
+                "round {round}"
+            );
+            assert_eq!(
+                batched_nms(&b, &s, &c, thr, 1).unwrap(),
+                ref_batched(&b, &s, &c, thr),
+                "round {round}"
+            );
+            if round % 6 != 1 {
+                let (b, s) = (to_f32(&b), to_f32(&s));
+                assert_eq!(
+                    nms(&b, &s, thr).unwrap(),
+                    ref_nms(&b, &s, thr),
+                    "round {round}"
+                );
+                // Class ids large enough for the f32 offsets to overflow.
+                let c: Vec<i64> = c.iter().map(|&x| x * i64::MAX / 2).collect();
+                assert_eq!(
+                    batched_nms(&b, &s, &c, thr, 1).unwrap(),
+                    ref_batched(&b, &s, &c, thr),
+                    "round {round}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn coordinate_trick_rounding_and_mixing_are_reproduced() {
         // Negative coordinates: max + 1 <= 0, classes are not separated and a
         // box of class 1 suppresses one of class 0.
