@@ -503,12 +503,13 @@ class AutoTimmCLI(LightningCLI):
         ckpt_cb = trainer.checkpoint_callback
         best = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""
         model = self.model
-        if best and Path(best).is_file():
-            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-            model.load_state_dict(state)
         images: list[Path] = []
         if hasattr(model, "predict"):
             try:
+                if best and Path(best).is_file():  # draw with the best weights
+                    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+                    model.on_load_checkpoint(ckpt)
+                    model.load_state_dict(ckpt["state_dict"])
                 images = draw_predictions(
                     model,
                     self.datamodule,
