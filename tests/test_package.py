@@ -21,15 +21,16 @@ def test_version_comes_from_the_package_metadata() -> None:
 
 
 def test_import_is_lazy() -> None:
+    heavy = ("torch", "timm", "lightning", "torchmetrics")
     loaded = run_python(
-        "import sys, autotimm; "
-        "print(','.join(m for m in ('torch', 'timm', 'lightning', 'torchmetrics') if m in sys.modules))"
+        f"import sys, autotimm; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     assert loaded == ""
 
 
 def test_names_resolve_on_first_use() -> None:
-    assert run_python("import autotimm; print(autotimm.ObjectDetector.__name__)") == "ObjectDetector"
+    name = run_python("import autotimm; print(autotimm.ObjectDetector.__name__)")
+    assert name == "ObjectDetector"
     assert "ObjectDetector" in dir(autotimm)
 
 
