@@ -121,3 +121,8 @@ def coco_summarize(
     max_dets: list[int],
 ) -> list[float]:
     """pycocotools' 12 bbox summary statistics (-1 where undefined)."""
+
+def coco_missing_ids(
+    ids: npt.NDArray[np.int64], allowed: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Up to 20 distinct ``ids`` that are not in ``allowed`` (first-seen order)."""

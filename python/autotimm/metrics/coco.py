@@ -401,7 +401,10 @@ class COCO:
                 f"results must be a file path, a list of dicts or an (N, 7) array; "
                 f"got {type(resFile).__name__}"
             )
-        unknown = np.setdiff1d(cols["image_id"], self._image_ids)
+        unknown = _native.coco_missing_ids(
+            np.ascontiguousarray(cols["image_id"], dtype=np.int64),
+            np.ascontiguousarray(self._image_ids, dtype=np.int64),
+        )
         if unknown.size:
             raise ValueError(
                 "Results do not correspond to current coco set: image ids "

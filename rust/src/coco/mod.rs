@@ -31,6 +31,22 @@ pub use summarize::{summarize, summarize_stat};
 
 use std::cmp::Ordering;
 
+/// The distinct values of `ids` that are not in `allowed`, in first-seen
+/// order (checks that results name only ground-truth images).
+pub fn missing_ids(ids: &[i64], allowed: &[i64]) -> Vec<i64> {
+    let index = index::IdIndex::new(allowed);
+    let mut missing: Vec<i64> = Vec::new();
+    for &id in ids {
+        if index.get(id).is_none() && !missing.contains(&id) {
+            missing.push(id);
+            if missing.len() >= 20 {
+                break;
+            }
+        }
+    }
+    missing
+}
+
 /// pycocotools' `np.spacing(1)`, added to the precision denominator.
 pub const EPS: f64 = f64::EPSILON;
 
@@ -50,6 +66,12 @@ pub(crate) fn by_score_desc(a: f64, b: f64) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_missing_ids() {
+        assert_eq!(missing_ids(&[3, 9, 3, 7, 9], &[1, 3, 5]), vec![9, 7]);
+        assert!(missing_ids(&[], &[1]).is_empty());
+    }
 
     #[test]
     fn score_order_is_descending_with_nan_last() {

@@ -289,7 +289,21 @@ fn coco_summarize(
     Ok(stats.to_vec())
 }
 
+/// Up to 20 distinct `ids` not in `allowed` (first-seen order).
+#[pyfunction]
+fn coco_missing_ids<'py>(
+    py: Python<'py>,
+    ids: PyReadonlyArray1<'py, i64>,
+    allowed: PyReadonlyArray1<'py, i64>,
+) -> PyResult<Bound<'py, numpy::PyArray1<i64>>> {
+    let ids = slice(&ids, "ids")?;
+    let allowed = slice(&allowed, "allowed")?;
+    let missing = super::run(py, || Ok(coco::missing_ids(ids, allowed)))?;
+    Ok(missing.into_pyarray(py))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(coco_missing_ids, m)?)?;
     m.add_function(wrap_pyfunction!(coco_load_ground_truth, m)?)?;
     m.add_function(wrap_pyfunction!(coco_load_results, m)?)?;
     m.add_function(wrap_pyfunction!(coco_evaluate, m)?)?;
