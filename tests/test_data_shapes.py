@@ -35,7 +35,7 @@ def test_boxes_are_tight_and_inside() -> None:
         img, boxes, labels = raw["image"], raw["boxes"], raw["labels"]
         assert img.shape == (96, 96, 3) and img.dtype == np.uint8
         assert boxes.dtype == np.float32 and labels.dtype == np.int64
-        assert 2 <= len(boxes) <= 5 or len(boxes) >= 1  # placement may give up on a crowded image
+        assert 1 <= len(boxes) <= 5  # placement may give up on a crowded image
         assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 96).all()
         assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
         w = boxes[:, 2] - boxes[:, 0]

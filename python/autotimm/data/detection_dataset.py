@@ -26,7 +26,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,6 @@ class _BoxReport:
     outside: int = 0
     small: int = 0
     first: str = ""
-    examples: list[str] = field(default_factory=list)
 
     def check(
         self, box: Sequence[float], width: float, height: float, entry: str
