@@ -130,7 +130,7 @@ def plot_precision_recall(
     )
     ax.set_title(f"Precision-recall (area={area}, maxDets={md[m]}{title_iou})")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small")
+    ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     if path is not None:
         fig.savefig(os.fspath(path), format="png")
