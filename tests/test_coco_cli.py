@@ -61,7 +61,7 @@ def test_prints_pycocotools_summary(tmp_path: Path) -> None:
     gt, dt = _write(tmp_path)
     code, out, _ = _run([str(gt), str(dt)])
     assert code == 0
-    lines = out.strip().splitlines()
+    lines = out.rstrip("\n").split("\n")
     assert len(lines) == 12
     assert lines[0].startswith(
         " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"
