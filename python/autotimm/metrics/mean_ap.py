@@ -125,6 +125,21 @@ def _cat(tensors: list[Tensor], dtype: torch.dtype) -> np.ndarray:
     return np.concatenate([t.detach().cpu().reshape(-1).to(dtype).numpy() for t in tensors])
 
 
+def _bb_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """pycocotools' ``bbIou`` on xywh boxes: [D, G], crowd IoU = inter / area(dt)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.fmin(d[:, None, 2] + d[:, None, 0], g[None, :, 2] + g[None, :, 0]) - np.fmax(
+            d[:, None, 0], g[None, :, 0]
+        )
+        h = np.fmin(d[:, None, 3] + d[:, None, 1], g[None, :, 3] + g[None, :, 1]) - np.fmax(
+            d[:, None, 1], g[None, :, 1]
+        )
+        inter = w * h
+        da = (d[:, 2] * d[:, 3])[:, None]
+        union = np.where(crowd[None, :], da, da + (g[:, 2] * g[:, 3])[None, :] - inter)
+        return np.where((w <= 0) | (h <= 0), 0.0, inter / union)
+
+
 class MeanAveragePrecision(Metric):
     """Mean average precision and recall for object detection (COCO bbox).
 
@@ -257,6 +272,9 @@ class MeanAveragePrecision(Metric):
             for name in _RECORDS:
                 self.add_state(f"{group}_{name}", default=[], dist_reduce_fx="cat")
         self.add_state("labels", default=[], dist_reduce_fx="cat")
+        if extended_summary:  # boxes for the "ious" entry
+            for name in ("ext_dt", "ext_dt_image", "ext_gt", "ext_gt_image"):
+                self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state(
             "num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum"
         )
@@ -345,6 +363,18 @@ class MeanAveragePrecision(Metric):
         self.labels.append(
             torch.from_numpy(np.unique(np.concatenate([dt_labels, gt_labels]))).to(self.device)
         )
+        if self.extended_summary:
+            ext_dt = np.column_stack([dt_box, dt["score"], dt_labels.astype(np.float64)])
+            ext_gt = np.column_stack([gt_box, gt["iscrowd"], gt_labels.astype(np.float64)])
+            for name, value in (
+                ("ext_dt", ext_dt),
+                ("ext_dt_image", dt["image_id"]),
+                ("ext_gt", ext_gt),
+                ("ext_gt_image", gt["image_id"]),
+            ):
+                getattr(self, name).append(
+                    torch.from_numpy(np.ascontiguousarray(value)).to(self.device)
+                )
         self.num_images += n_img
 
     # ----------------------------------------------------------------- compute
@@ -429,6 +459,7 @@ class MeanAveragePrecision(Metric):
                 result["precision"] = torch.from_numpy(precision)
                 result["recall"] = torch.from_numpy(recall)
                 result["scores"] = torch.from_numpy(scores)
+                result["ious"] = self._ious(cat_ids)
             if self.class_metrics:
                 if self.average == "micro":
                     precision, recall, _ = self._accumulate("cls", classes)
@@ -446,6 +477,37 @@ class MeanAveragePrecision(Metric):
             result[f"mar_{self.max_detection_thresholds[-1]}_per_class"] = mar_pc
         result["classes"] = torch.tensor(classes.tolist(), dtype=torch.int32)
         return result
+
+    def _ious(self, cat_ids: np.ndarray) -> dict[tuple[int, int], Tensor | list]:
+        """pycocotools' ``COCOeval.ious`` as torchmetrics returns it: per (image,
+        class) the [D, G] IoU of the score-sorted, truncated detections (float32),
+        or ``[]`` when either side is empty."""
+        dt = _state_array(self.ext_dt)
+        gt = _state_array(self.ext_gt)
+        dt = np.empty((0, 6)) if dt is None else dt.reshape(-1, 6)
+        gt = np.empty((0, 6)) if gt is None else gt.reshape(-1, 6)
+        dt_img = _state_array(self.ext_dt_image)
+        gt_img = _state_array(self.ext_gt_image)
+        dt_img = np.empty(0, np.int64) if dt_img is None else dt_img
+        gt_img = np.empty(0, np.int64) if gt_img is None else gt_img
+        micro = self.average == "micro"
+        dt_cat = np.zeros(len(dt), np.int64) if micro else dt[:, 5].astype(np.int64)
+        gt_cat = np.zeros(len(gt), np.int64) if micro else gt[:, 5].astype(np.int64)
+        max_det = self.max_detection_thresholds[-1]
+        out: dict[tuple[int, int], Tensor | list] = {}
+        for img in range(int(self.num_images)):
+            d_in, g_in = dt_img == img, gt_img == img
+            for cat in cat_ids.tolist():
+                d = dt[d_in & (dt_cat == cat)]
+                g = gt[g_in & (gt_cat == cat)]
+                if len(d) == 0 or len(g) == 0:
+                    out[(img, cat)] = []
+                    continue
+                d = d[np.argsort(-d[:, 4], kind="mergesort")][:max_det]
+                out[(img, cat)] = torch.tensor(
+                    _bb_iou(d[:, :4], g[:, :4], g[:, 4] != 0), dtype=torch.float32
+                )
+        return out
 
     def plot(self, val: Any = None, ax: Any = None) -> Any:
         """Plots a result (torchmetrics' ``Metric._plot``)."""
