@@ -370,7 +370,12 @@ def test_nms_thresh_suppresses_overlaps() -> None:
 
 
 # ------------------------------------------------------------- metrics
-def test_default_metrics_and_metric_manager() -> None:
+def test_default_metrics_and_metric_manager(monkeypatch) -> None:
+    import sys
+
+    # a bare install: no pycocotools, no faster-coco-eval
+    for mod in ("pycocotools", "pycocotools.coco", "pycocotools.cocoeval", "faster_coco_eval"):
+        monkeypatch.setitem(sys.modules, mod, None)
     model = make()
     assert list(model.val_metrics) == ["mAP"] and list(model.test_metrics) == ["mAP"]
     assert type(model.val_metrics["mAP"]).__module__.startswith("autotimm.metrics")
