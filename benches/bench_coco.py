@@ -10,8 +10,9 @@ images, ~36.9k ground truth, 500k detections), single process:
 
 Every implementation's 12 stats are checked against ours (pycocotools' and
 hotcoco's bit for bit, faster-coco-eval's to 1e-10: it omits pycocotools'
-precision epsilon). Timings: best of a few rounds for ours and hotcoco, one
-run for faster-coco-eval and pycocotools (about a minute on this set).
+precision epsilon), and pycocotools' precision, recall and scores arrays are
+checked equal to ours. Timings: best of a few rounds for ours and hotcoco, one
+run for faster-coco-eval and pycocotools (minutes on this set).
 
     pytest benches/bench_coco.py -s                        # full size, prints ratios
     pytest benches/bench_coco.py --benchmark-disable       # 100 images, quick
@@ -86,13 +87,17 @@ def _load(impl: tuple[Any, Any], gt: Path, dt: Path) -> tuple[Any, Any]:
     return g, g.loadRes(str(dt))
 
 
-def _evaluate(impl: tuple[Any, Any], g: Any, d: Any) -> np.ndarray:
+def _evaluate(impl: tuple[Any, Any], g: Any, d: Any) -> dict[str, np.ndarray]:
     _, eval_cls = impl
     ev = eval_cls(g, d, "bbox")
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    return np.asarray(ev.stats, dtype=np.float64)
+    out = {"stats": np.asarray(ev.stats, dtype=np.float64)}
+    for key in ("precision", "recall", "scores"):
+        with contextlib.suppress(Exception):
+            out[key] = np.asarray(ev.eval[key])
+    return out
 
 
 def _best(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
@@ -104,11 +109,15 @@ def _best(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
     return best, out
 
 
-def _check(name: str, stats: np.ndarray, ours: np.ndarray) -> None:
+def _check(name: str, got: dict[str, np.ndarray], ours: dict[str, np.ndarray]) -> None:
+    """12 stats and the precision/recall arrays against ours."""
     if name == "faster-coco-eval":  # no precision epsilon: equal to ~1e-10
-        np.testing.assert_allclose(stats, ours, rtol=0, atol=1e-10, err_msg=name)
-    else:
-        np.testing.assert_array_equal(stats, ours, err_msg=name)
+        np.testing.assert_allclose(got["stats"], ours["stats"], rtol=0, atol=1e-10, err_msg=name)
+        return
+    np.testing.assert_array_equal(got["stats"], ours["stats"], err_msg=name)
+    if name == "pycocotools":
+        for key in ("precision", "recall", "scores"):
+            np.testing.assert_array_equal(got[key], ours[key], err_msg=f"{name} {key}")
 
 
 def _report(title: str, times: dict[str, float]) -> None:
@@ -123,7 +132,7 @@ def test_evaluate_accumulate_summarize(benchmark: Any, coco_files: tuple[Path, P
     gt, dt = coco_files
     quick = benchmark.disabled
     times: dict[str, float] = {}
-    stats: dict[str, np.ndarray] = {}
+    stats: dict[str, dict[str, np.ndarray]] = {}
     for name, impl in _impls().items():
         g, d = _silent(lambda impl=impl: _load(impl, gt, dt))
         rounds = 1 if quick or name in ("faster-coco-eval", "pycocotools") else 5
@@ -141,7 +150,7 @@ def test_json_path(benchmark: Any, coco_files: tuple[Path, Path]) -> None:
     quick = benchmark.disabled
     times: dict[str, float] = {}
     loads: dict[str, float] = {}
-    stats: dict[str, np.ndarray] = {}
+    stats: dict[str, dict[str, np.ndarray]] = {}
     for name, impl in _impls().items():
         rounds = 1 if quick or name in ("faster-coco-eval", "pycocotools") else 3
         loads[name], _ = _best(lambda impl=impl: _load(impl, gt, dt), rounds)
