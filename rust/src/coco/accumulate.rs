@@ -176,12 +176,21 @@ pub fn accumulate(
         perm.sort_unstable_by_key(|&i| (key[i as usize], image[i as usize], rank_c[i as usize]));
         let rank: Vec<i64> = perm.iter().map(|&i| rank_c[i as usize]).collect();
         let score: Vec<f64> = perm.iter().map(|&i| g_score[lo + i as usize]).collect();
-        // flags as [A*T][n_k] in score order
+        // flags as [A*T][n_k] in score order: transpose the category's rows
+        // in input order (sequential reads), then permute each column (a few
+        // KB, cache-resident).
         let mut flags = vec![0u8; at * n_k];
-        for (p, &i) in perm.iter().enumerate() {
-            let row = &g_flags[(lo + i as usize) * at..(lo + i as usize + 1) * at];
-            for (c, &f) in row.iter().enumerate() {
-                flags[c * n_k + p] = f;
+        if n_k > 0 && at > 0 {
+            let mut cols = vec![0u8; at * n_k];
+            for (i, row) in g_flags[lo * at..hi * at].chunks_exact(at).enumerate() {
+                for (c, &f) in row.iter().enumerate() {
+                    cols[c * n_k + i] = f;
+                }
+            }
+            for (dst, src) in flags.chunks_exact_mut(n_k).zip(cols.chunks_exact(n_k)) {
+                for (d, &i) in dst.iter_mut().zip(&perm) {
+                    *d = src[i as usize];
+                }
             }
         }
         let mut sub: Vec<u32> = Vec::with_capacity(n_k);
@@ -364,6 +373,29 @@ mod tests {
             vec![0.0, 0.0, -1.0, -1.0, 0.0, 0.0, -1.0, -1.0]
         );
         assert_eq!(acc.recall, vec![0.0, 0.0, -1.0, -1.0]);
+    }
+
+    #[test]
+    fn ground_truth_without_detections_and_no_areas() {
+        let rec = Records {
+            dt_image: &[],
+            dt_category: &[],
+            dt_rank: &[],
+            dt_score: &[],
+            dt_flags: &[],
+            gt_category: &[4],
+            gt_count: &[2],
+        };
+        let acc = accumulate(&rec, &[4], 1, 1, &[0.0, 1.0], &[10], 1).unwrap();
+        assert_eq!(acc.precision, vec![0.0, 0.0]);
+        assert_eq!(acc.recall, vec![0.0]);
+        let none = Records {
+            gt_count: &[],
+            gt_category: &[],
+            ..rec
+        };
+        let acc = accumulate(&none, &[4], 3, 0, &[0.0], &[10], 1).unwrap();
+        assert!(acc.precision.is_empty());
     }
 
     #[test]
