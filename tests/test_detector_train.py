@@ -1,0 +1,116 @@
+"""Both architectures train end to end with Lightning on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from autotimm import FeatureBackboneConfig, LoggingConfig, ObjectDetector
+from torch.utils.data import DataLoader, Dataset
+
+
+def make_shapes(n: int, size: int = 64, seed: int = 0):
+    """Filled rectangles (class 0) and ellipses (class 1), bright on dark, not overlapping."""
+    g = torch.Generator().manual_seed(seed)
+    ys = torch.arange(size).view(-1, 1).float() + 0.5
+    xs = torch.arange(size).view(1, -1).float() + 0.5
+    items = []
+    for _ in range(n):
+        image = torch.rand(3, 1, 1, generator=g) * 0.3
+        image = image + torch.randn(3, size, size, generator=g) * 0.03
+        boxes, labels = [], []
+        for _ in range(10):
+            if len(boxes) == 2:
+                break
+            w, h = torch.randint(12, 30, (2,), generator=g).tolist()
+            x1 = int(torch.randint(0, size - w + 1, (1,), generator=g))
+            y1 = int(torch.randint(0, size - h + 1, (1,), generator=g))
+            if any(x1 < b[2] + 2 and b[0] < x1 + w + 2 and y1 < b[3] + 2 and b[1] < y1 + h + 2
+                   for b in boxes):
+                continue
+            cls = len(boxes) % 2
+            if cls == 0:
+                mask = (xs >= x1) & (xs < x1 + w) & (ys >= y1) & (ys < y1 + h)
+            else:
+                mask = ((xs - x1 - w / 2) / (w / 2)) ** 2 + ((ys - y1 - h / 2) / (h / 2)) ** 2 <= 1
+            image = torch.where(mask, torch.rand(3, 1, 1, generator=g) * 0.3 + 0.7, image)
+            boxes.append([x1, y1, x1 + w, y1 + h])
+            labels.append(cls)
+        items.append({"image": (image - 0.3) / 0.3,
+                      "boxes": torch.tensor(boxes, dtype=torch.float32),
+                      "labels": torch.tensor(labels, dtype=torch.int64)})
+    return items
+
+
+class Shapes(Dataset):
+    def __init__(self, items: list[dict]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def collate(items: list[dict]) -> dict:
+    return {"images": torch.stack([it["image"] for it in items]),
+            "boxes": [it["boxes"] for it in items], "labels": [it["labels"] for it in items]}
+
+
+class LossRecorder(pl.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.mark.parametrize(("arch", "epochs"), [("fcos", 15), ("yolox", 22)])
+def test_trains_end_to_end(arch: str, epochs: int, tmp_path) -> None:
+    pl.seed_everything(0)
+    items = make_shapes(8)
+    loader = DataLoader(Shapes(items), batch_size=4, shuffle=True, collate_fn=collate)
+    val_loader = DataLoader(Shapes(items[:4]), batch_size=4, collate_fn=collate)
+    model = ObjectDetector(
+        FeatureBackboneConfig("resnet18", pretrained=False), num_classes=2, detection_arch=arch,
+        fpn_channels=16, head_num_convs=1, lr=2e-3, scheduler=None, compile_model=False,
+        deterministic=False,
+        logging_config=LoggingConfig(log_learning_rate=True, log_gradient_norm=True,
+                                     log_weight_norm=True),
+    )
+    recorder = LossRecorder()
+    trainer = pl.Trainer(
+        max_epochs=epochs, check_val_every_n_epoch=epochs, num_sanity_val_steps=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[recorder], default_root_dir=tmp_path, accelerator="cpu",
+    )
+    trainer.fit(model, loader, val_loader)
+
+    losses = recorder.losses
+    assert min(losses) >= 0, losses
+    assert sum(losses[-4:]) / 4 <= 0.5 * losses[0], losses
+    metrics = trainer.logged_metrics
+    assert "val/map" in metrics and "val/map_50" in metrics
+    assert 0.0 <= float(metrics["val/map"]) <= 1.0
+    assert float(metrics["train/lr"]) == pytest.approx(2e-3)
+    assert {"train/loss", "train/cls_loss", "train/reg_loss", "train/num_pos",
+            "train/grad_norm", "train/weight_norm"} <= set(metrics)
+    assert ("train/centerness_loss" in metrics) == (arch == "fcos")
+    assert "train/loss" in trainer.progress_bar_metrics
+
+    # checkpoint round trip: the same model, the same detections
+    path = tmp_path / "det.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = ObjectDetector.load_from_checkpoint(path)
+    assert loaded.hparams["backbone"] == model.hparams["backbone"]
+    assert loaded.detection_arch == arch
+    model.eval()
+    loaded.eval()
+    images = torch.stack([it["image"] for it in items[:4]])
+    for a, b in zip(model.predict(images), loaded.predict(images), strict=True):
+        for key in ("boxes", "scores", "labels"):
+            assert torch.equal(a[key], b[key])
+    result = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        accelerator="cpu").test(loaded, val_loader, verbose=False)[0]
+    assert "test/map" in result and "test/map_50" in result
