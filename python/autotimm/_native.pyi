@@ -109,9 +109,11 @@ def coco_accumulate(
     rec_thrs: npt.NDArray[np.float64],
     max_dets: list[int],
     num_threads: int = 0,
+    with_scores: bool = True,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """pycocotools' ``accumulate``: precision [T, R, K, A, M], recall [T, K, A, M],
-    scores [T, R, K, A, M] (-1 where a category has no ground truth)."""
+    scores [T, R, K, A, M] (-1 where a category has no ground truth; an empty
+    array when ``with_scores`` is false)."""
 
 def coco_summarize(
     precision: npt.NDArray[np.float64],

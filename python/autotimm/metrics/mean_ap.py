@@ -84,15 +84,17 @@ def _to_xywh(boxes: list[Tensor], box_format: str) -> np.ndarray:
     """torchmetrics' conversion: ``box_convert(..., "xywh")`` in the boxes' dtype, then float64."""
     from torchvision.ops import box_convert
 
-    boxes = [b.detach().cpu().reshape(-1, 4) for b in boxes]
     if not boxes:
         return np.empty((0, 4), np.float64)
+    if any(b.dim() != 2 for b in boxes):  # e.g. empty 1-D tensors
+        boxes = [b.reshape(-1, 4) for b in boxes]
     dtypes = {b.dtype for b in boxes}
     if len(dtypes) == 1:
-        cat = torch.cat(boxes)
+        cat = (torch.cat(boxes) if len(boxes) > 1 else boxes[0]).detach().cpu()
         if cat.numel() and box_format != "xywh":
             cat = box_convert(cat, in_fmt=box_format, out_fmt="xywh")
         return cat.double().numpy()
+    boxes = [b.detach().cpu() for b in boxes]
     parts = [
         (
             box_convert(b, in_fmt=box_format, out_fmt="xywh")
@@ -120,9 +122,27 @@ def _state_array(state: list[Tensor] | Tensor) -> np.ndarray | None:
 
 
 def _cat(tensors: list[Tensor], dtype: torch.dtype) -> np.ndarray:
+    """Per-image 1-D tensors as one numpy array of ``dtype`` (exact conversions)."""
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     if not tensors:
-        return np.empty(0, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+        return np.empty(0, dtype=np_dtype)
+    try:  # the common case: 1-D tensors of one dtype, one torch.cat
+        cat = torch.cat(tensors) if len(tensors) > 1 else tensors[0]
+        if cat.dim() == 1 and cat.dtype != torch.bfloat16:
+            return cat.detach().cpu().numpy().astype(np_dtype, copy=False)
+    except (RuntimeError, TypeError):
+        pass
     return np.concatenate([t.detach().cpu().reshape(-1).to(dtype).numpy() for t in tensors])
+
+
+def _optional(target: list[dict[str, Tensor]], key: str, counts: np.ndarray) -> np.ndarray:
+    """An optional per-box target field as float64 (0 where absent)."""
+    if not any(key in t for t in target):
+        return np.zeros(int(counts.sum()), np.float64)
+    return _cat(
+        [t[key] if key in t else torch.zeros(int(n)) for t, n in zip(target, counts, strict=True)],
+        torch.float64,
+    )
 
 
 def _bb_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -311,18 +331,16 @@ class MeanAveragePrecision(Metric):
         seen = int(self.num_images)  # this process's images so far (states sync in compute)
         keys = np.arange(seen, seen + n_img, dtype=np.int64) * world + rank
 
-        dt_counts = np.array([len(p["labels"]) for p in preds], dtype=np.int64)
-        gt_counts = np.array([len(t["labels"]) for t in target], dtype=np.int64)
+        dt_counts = np.fromiter((p["labels"].shape[0] for p in preds), np.int64, n_img)
+        gt_counts = np.fromiter((t["labels"].shape[0] for t in target), np.int64, n_img)
         dt_box = _to_xywh([p["boxes"] for p in preds], self.box_format)
         gt_box = _to_xywh([t["boxes"] for t in target], self.box_format)
         dt_labels = _cat([p["labels"] for p in preds], torch.int64)
         gt_labels = _cat([t["labels"] for t in target], torch.int64)
         n_dt, n_gt = len(dt_labels), len(gt_labels)
         gt_wh = gt_box[:, 2] * gt_box[:, 3]
-        area = _cat([t.get("area", torch.zeros(len(t["labels"]))) for t in target], torch.float64)
-        crowd = _cat(
-            [t.get("iscrowd", torch.zeros(len(t["labels"]))) for t in target], torch.float64
-        )
+        area = _optional(target, "area", gt_counts)
+        crowd = _optional(target, "iscrowd", gt_counts)
         gt = {
             "id": np.arange(1, n_gt + 1, dtype=np.int64),
             "image_id": np.repeat(keys, gt_counts),
@@ -356,13 +374,11 @@ class MeanAveragePrecision(Metric):
                 _threads(),
             )
             for name in _RECORDS:
-                getattr(self, f"{group}_{name}").append(torch.from_numpy(rec[name]).to(self.device))
+                getattr(self, f"{group}_{name}").append(self._state(rec[name]))
             if micro:
                 gt = {**gt, "category_id": gt_labels}
                 dt = {**dt, "category_id": dt_labels}
-        self.labels.append(
-            torch.from_numpy(np.unique(np.concatenate([dt_labels, gt_labels]))).to(self.device)
-        )
+        self.labels.append(self._state(np.unique(np.concatenate([dt_labels, gt_labels]))))
         if self.extended_summary:
             ext_dt = np.column_stack([dt_box, dt["score"], dt_labels.astype(np.float64)])
             ext_gt = np.column_stack([gt_box, gt["iscrowd"], gt_labels.astype(np.float64)])
@@ -376,6 +392,11 @@ class MeanAveragePrecision(Metric):
                     torch.from_numpy(np.ascontiguousarray(value)).to(self.device)
                 )
         self.num_images += n_img
+
+    def _state(self, arr: np.ndarray) -> Tensor:
+        """A state tensor on the metric's device (states must live there for DDP)."""
+        t = torch.from_numpy(arr)
+        return t if self.device.type == "cpu" else t.to(self.device)
 
     # ----------------------------------------------------------------- compute
     def _records(self, group: str) -> dict[str, np.ndarray]:
@@ -396,7 +417,9 @@ class MeanAveragePrecision(Metric):
             out[name] = arr
         return out
 
-    def _accumulate(self, group: str, cat_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _accumulate(
+        self, group: str, cat_ids: np.ndarray, with_scores: bool = False
+    ) -> tuple[np.ndarray, ...]:
         from autotimm import _native
 
         rec = self._records(group)
@@ -413,6 +436,7 @@ class MeanAveragePrecision(Metric):
             np.asarray(self.rec_thresholds, dtype=np.float64),
             list(self.max_detection_thresholds),
             _threads(),
+            with_scores,
         )
 
     def _summarize(self, precision: np.ndarray, recall: np.ndarray) -> list[float]:
@@ -453,7 +477,7 @@ class MeanAveragePrecision(Metric):
             result.update(self._stats_dict([-1.0] * 12))
         else:
             cat_ids = np.zeros(1, np.int64) if self.average == "micro" else classes
-            precision, recall, scores = self._accumulate("rec", cat_ids)
+            precision, recall, scores = self._accumulate("rec", cat_ids, self.extended_summary)
             result.update(self._stats_dict(self._summarize(precision, recall)))
             if self.extended_summary:
                 result["precision"] = torch.from_numpy(precision)

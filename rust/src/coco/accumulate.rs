@@ -70,6 +70,31 @@ pub fn accumulate(
     max_dets: &[usize],
     num_threads: usize,
 ) -> Result<Accumulation> {
+    accumulate_with(
+        rec,
+        cat_ids,
+        num_iou,
+        num_areas,
+        rec_thrs,
+        max_dets,
+        num_threads,
+        true,
+    )
+}
+
+/// [`accumulate`]; with `with_scores = false` the `scores` array is left
+/// empty (a metric that reports only AP/AR does not need it).
+#[allow(clippy::too_many_arguments)]
+pub fn accumulate_with(
+    rec: &Records<'_>,
+    cat_ids: &[i64],
+    num_iou: usize,
+    num_areas: usize,
+    rec_thrs: &[f64],
+    max_dets: &[usize],
+    num_threads: usize,
+    with_scores: bool,
+) -> Result<Accumulation> {
     let n = rec.dt_score.len();
     let at = num_areas * num_iou;
     for (arg, len) in [
@@ -154,7 +179,14 @@ pub fn accumulate(
     let new_local = || Local {
         precision: vec![-1.0; t_n * r_n * a_n * m_n],
         recall: vec![-1.0; t_n * a_n * m_n],
-        scores: vec![-1.0; t_n * r_n * a_n * m_n],
+        scores: vec![
+            -1.0;
+            if with_scores {
+                t_n * r_n * a_n * m_n
+            } else {
+                0
+            }
+        ],
     };
     // Fills `local` for category k; false (and `local` untouched) when the
     // category has no non-ignored ground truth: its entries stay -1.
@@ -261,7 +293,9 @@ pub fn accumulate(
                             }
                         }
                         local.precision[at_r] = q;
-                        local.scores[at_r] = sc;
+                        if with_scores {
+                            local.scores[at_r] = sc;
+                        }
                     }
                 }
             }
@@ -273,7 +307,14 @@ pub fn accumulate(
         shape: [t_n, r_n, k_n, a_n, m_n],
         precision: vec![-1.0; t_n * r_n * k_n * a_n * m_n],
         recall: vec![-1.0; t_n * k_n * a_n * m_n],
-        scores: vec![-1.0; t_n * r_n * k_n * a_n * m_n],
+        scores: vec![
+            -1.0;
+            if with_scores {
+                t_n * r_n * k_n * a_n * m_n
+            } else {
+                0
+            }
+        ],
     };
     let am = a_n * m_n;
     let scatter = |out: &mut Accumulation, k: usize, local: &Local| {
@@ -285,12 +326,16 @@ pub fn accumulate(
                 let src = (t * r_n + r) * am;
                 let dst = ((t * r_n + r) * k_n + k) * am;
                 out.precision[dst..dst + am].copy_from_slice(&local.precision[src..src + am]);
-                out.scores[dst..dst + am].copy_from_slice(&local.scores[src..src + am]);
+                if with_scores {
+                    out.scores[dst..dst + am].copy_from_slice(&local.scores[src..src + am]);
+                }
             }
         }
     };
     // Parallel over categories only when there is enough work to amortize it.
-    if k_n > 1 && n >= 100_000 && num_threads != 1 {
+    // (each category also costs ~T*R*A*M output writes, whatever its size)
+    let work = n + k_n * (t_n * r_n * a_n * m_n) / 8;
+    if k_n > 1 && work >= 100_000 && num_threads != 1 {
         let locals: Vec<Option<Local>> = with_threads(num_threads, || {
             (0..k_n)
                 .into_par_iter()
@@ -353,6 +398,9 @@ mod tests {
         assert_eq!(acc.precision, vec![0.9999999999999998; 3]);
         assert_eq!(acc.recall, vec![1.0]);
         assert_eq!(acc.scores, vec![0.9; 3]);
+        let lean = accumulate_with(&rec, &[1], 1, 1, &[0.0, 0.5, 1.0], &[100], 1, false).unwrap();
+        assert_eq!(lean.precision, acc.precision);
+        assert!(lean.scores.is_empty());
     }
 
     #[test]

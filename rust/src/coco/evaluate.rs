@@ -461,7 +461,7 @@ pub fn evaluate(
         out
     };
 
-    let parts: Vec<Evaluation> = if img_ids.len() >= 64 && num_threads != 1 {
+    let parts: Vec<Evaluation> = if img_ids.len() >= 8 && num_threads != 1 {
         with_threads(num_threads, || {
             (0..img_ids.len())
                 .into_par_iter()

@@ -24,7 +24,7 @@ pub mod summarize;
 
 mod index;
 
-pub use accumulate::{accumulate, Accumulation, Records};
+pub use accumulate::{accumulate, accumulate_with, Accumulation, Records};
 pub use evaluate::{evaluate, Detections, EvalParams, Evaluation, GroundTruth};
 pub use params::{linspace, Params};
 pub use summarize::{summarize, summarize_stat};

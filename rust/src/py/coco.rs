@@ -201,7 +201,7 @@ type Arrays<'py> = (
 #[pyfunction]
 #[pyo3(signature = (
     dt_image, dt_category, dt_rank, dt_score, dt_flags, gt_category, gt_count,
-    cat_ids, num_iou, rec_thrs, max_dets, num_threads = 0
+    cat_ids, num_iou, rec_thrs, max_dets, num_threads = 0, with_scores = true
 ))]
 #[allow(clippy::too_many_arguments)]
 fn coco_accumulate<'py>(
@@ -218,6 +218,7 @@ fn coco_accumulate<'py>(
     rec_thrs: PyReadonlyArray1<'py, f64>,
     max_dets: Vec<usize>,
     num_threads: usize,
+    with_scores: bool,
 ) -> PyResult<Arrays<'py>> {
     let num_areas = gt_count.shape()[1];
     if num_iou == 0 || dt_flags.shape()[1] != num_areas * num_iou {
@@ -239,7 +240,7 @@ fn coco_accumulate<'py>(
     let cat_ids = slice(&cat_ids, "catIds")?;
     let rec_thrs = slice(&rec_thrs, "recThrs")?;
     let acc = super::run(py, || {
-        coco::accumulate(
+        coco::accumulate_with(
             &rec,
             cat_ids,
             num_iou,
@@ -247,6 +248,7 @@ fn coco_accumulate<'py>(
             rec_thrs,
             &max_dets,
             num_threads,
+            with_scores,
         )
     })?;
     let [t, r, k, a, m] = acc.shape;
@@ -255,7 +257,11 @@ fn coco_accumulate<'py>(
             .into_pyarray(py)
             .reshape(vec![t, r, k, a, m])?,
         acc.recall.into_pyarray(py).reshape(vec![t, k, a, m])?,
-        acc.scores.into_pyarray(py).reshape(vec![t, r, k, a, m])?,
+        acc.scores.into_pyarray(py).reshape(if with_scores {
+            vec![t, r, k, a, m]
+        } else {
+            vec![0; 5]
+        })?,
     ))
 }
 
