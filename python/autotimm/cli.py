@@ -78,7 +78,7 @@ MAIN_JOB_DATA: dict[str, Any] = {
 
 #: Trainer defaults of the ``autotimm`` command (on top of AutoTrainer's).
 MAIN_JOB_TRAINER: dict[str, Any] = {
-    "max_epochs": 4,
+    "max_epochs": 3,
     "tuner_config": False,
     "default_root_dir": "autotimm_runs",
     "log_every_n_steps": 10,
