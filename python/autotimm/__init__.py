@@ -36,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     "FocalLoss": "autotimm.losses",
     "GIoULoss": "autotimm.losses",
     "IoULoss": "autotimm.losses",
+    "DIoULoss": "autotimm.losses",
+    "CIoULoss": "autotimm.losses",
     "CenternessLoss": "autotimm.losses",
     "FCOSLoss": "autotimm.losses",
     # model parts
