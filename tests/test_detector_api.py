@@ -574,3 +574,26 @@ def test_seed_private_helpers(fcos: ObjectDetector) -> None:
     half = torch.tensor([[1.0, 1, 0, 1]])
     assert fcos._compute_iou_loss(half, target).item() == pytest.approx(-torch.log(
         torch.tensor(0.5)).item(), rel=1e-5)
+
+
+def test_crowd_regions_are_ignored_by_the_metric() -> None:
+    """A detection on a crowd region is neither a true nor a false positive."""
+    model = make()
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    crowd = torch.tensor([[40.0, 40.0, 60.0, 60.0]])
+    dets = {
+        "boxes": torch.cat([crowd, gt]),
+        "scores": torch.tensor([0.9, 0.8]),
+        "labels": torch.tensor([0, 0]),
+    }
+    model.predict = lambda images: [dets]  # type: ignore[method-assign]
+    batch = {"images": torch.zeros(1, 3, 64, 64), "boxes": [gt], "labels": [torch.tensor([0])]}
+    with_crowd = {**batch, "crowd_boxes": [crowd], "crowd_labels": [torch.tensor([0])]}
+    results = []
+    for b in (batch, with_crowd):
+        metric = model.val_metrics["mAP"]
+        metric.reset()
+        model._update_metrics(model.val_metrics, b)
+        results.append(float(metric.compute()["map_50"]))
+    assert results[0] < 1.0  # the crowd detection counts as a false positive
+    assert results[1] == pytest.approx(1.0)

@@ -731,6 +731,17 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             {"boxes": b.float(), "labels": lab.long()}
             for b, lab in zip(batch["boxes"], batch["labels"], strict=True)
         ]
+        if "crowd_boxes" in batch:  # crowd regions: ignored by the metric, as in COCOeval
+            for target, crowd, crowd_labels in zip(
+                targets, batch["crowd_boxes"], batch["crowd_labels"], strict=True
+            ):
+                crowd = crowd.to(target["boxes"])
+                is_crowd = torch.cat(
+                    [torch.zeros_like(target["labels"]), torch.ones_like(crowd_labels.long())]
+                )
+                target["boxes"] = torch.cat([target["boxes"], crowd])
+                target["labels"] = torch.cat([target["labels"], crowd_labels.to(target["labels"])])
+                target["iscrowd"] = is_crowd.to(target["labels"].device)
         for metric in metrics.values():
             metric.update(detections, targets)
 
