@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from autotimm.metrics import COCO, COCOeval
 from bench_coco_synthetic import synthetic_coco
+
+from autotimm.metrics import COCO, COCOeval
 
 
 def _quick(config: pytest.Config) -> bool:

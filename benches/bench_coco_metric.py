@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from autotimm.metrics import MeanAveragePrecision
 from bench_coco_synthetic import synthetic_coco
+
+from autotimm.metrics import MeanAveragePrecision
 
 BATCH = 16
 

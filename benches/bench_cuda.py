@@ -80,9 +80,10 @@ def test_fcos_targets_cuda_equals_native_cpu() -> None:
 
 
 def test_training_step_on_cuda() -> None:
+    from torch.profiler import profile
+
     from autotimm import FeatureBackboneConfig, ObjectDetector
     from autotimm.ops import fcos_targets
-    from torch.profiler import profile
 
     size = 512
     boxes, labels = detector_boxes(8, 20, size)

@@ -25,6 +25,7 @@ import math
 
 import pytest
 import torch
+
 from autotimm.constants import DEFAULT_REGRESS_RANGES, DEFAULT_STRIDES
 from autotimm.ops import fcos_targets
 from autotimm.ops.fcos_targets import _fcos_targets_torch

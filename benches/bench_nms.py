@@ -20,6 +20,7 @@ import math
 import pytest
 import torch
 import torchvision
+
 from autotimm.ops import batched_nms
 
 SIZES = [100, 1000, 5000, 20000]

@@ -1,7 +1,7 @@
 """Shared benchmark helpers.
 
-* ``bench_*.py`` files are collected as test modules, so ``pytest benches``
-  (and ``pytest benches --benchmark-disable`` in CI) runs them.
+* ``bench_*.py`` files are test modules (``python_files`` in pyproject.toml),
+  so ``pytest benches`` (and ``pytest benches --benchmark-disable`` in CI) runs them.
 * ``single_thread``: runs a benchmark with ``torch.set_num_threads(1)``.
 * ``compare_speed``: times a reference and our implementation side by side
   (interleaved rounds, ``time.perf_counter``) and records the ratio; a table of
@@ -14,21 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatch
-from pathlib import Path
 
 import pytest
 import torch
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
-        return None
-    if parent.session.isinitpath(file_path):
-        return None  # named on the command line: pytest collects it itself
-    if any(fnmatch(file_path.name, pattern) for pattern in parent.config.getini("python_files")):
-        return None  # already collected by the configured patterns
-    return pytest.Module.from_parent(parent, path=file_path)
 
 
 @dataclass

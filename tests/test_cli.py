@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from autotimm.cli import main
 from autotimm.data.shapes import write_shapes_coco
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from autotimm.metrics import COCO, COCOeval
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from autotimm.metrics import COCO, COCOeval
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO as RefCOCO  # noqa: E402

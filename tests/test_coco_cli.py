@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from autotimm.metrics import COCO, COCOeval
 from autotimm.metrics.evaluate_cli import STAT_NAMES, main
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 import sys
 
-import autotimm
 import pytest
 import torch
 import torch.nn as nn
+
+import autotimm
 from autotimm import (
     FeatureBackboneConfig,
     LoggingConfig,

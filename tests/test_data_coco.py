@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from autotimm.data.detection_datamodule import DetectionDataModule
 from autotimm.data.detection_dataset import COCODetectionDataset, DetectionDataError
-from PIL import Image
 
 
 def _png(path: Path, w: int, h: int, value: int = 100) -> None:

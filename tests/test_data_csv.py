@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from autotimm.data.detection_datamodule import DetectionDataModule
 from autotimm.data.detection_dataset import CSVDetectionDataset, DetectionDataError
-from PIL import Image
 
 HEADER = "image_path,x_min,y_min,x_max,y_max,label\n"
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from autotimm.data.shapes import (
     SHAPES_CLASS_NAMES,
     ShapesConfig,

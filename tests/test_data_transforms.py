@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 import torch
+
 from autotimm.data.collate import FCOSTargetCollate, detection_collate_fn
 from autotimm.data.transforms import (
     IMAGENET_MEAN,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import warnings
 
-import autotimm
 import pytest
 import torch
 import torch.nn as nn
 import torchvision
+from torch.profiler import profile
+
+import autotimm
 from autotimm import (
     FeatureBackboneConfig,
     GIoULoss,
@@ -22,7 +24,6 @@ from autotimm.constants import DEFAULT_PRE_NMS_TOP_K, DEFAULT_REGRESS_RANGES, DE
 from autotimm.losses import FocalLoss, IoULoss
 from autotimm.models import DetectionHead, YOLOXHead
 from autotimm.ops import fcos_targets
-from torch.profiler import profile
 
 BACKBONE = FeatureBackboneConfig("resnet18", pretrained=False)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from autotimm import FeatureBackboneConfig, LoggingConfig, ObjectDetector
 from torch.utils.data import DataLoader, Dataset
+
+from autotimm import FeatureBackboneConfig, LoggingConfig, ObjectDetector
 
 
 def make_shapes(n: int, size: int = 64, seed: int = 0):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from autotimm import FeatureBackboneConfig, ObjectDetector, export_to_onnx
 
 ort = pytest.importorskip("onnxruntime")

@@ -13,6 +13,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from autotimm.constants import BACKGROUND, DEFAULT_REGRESS_RANGES, DEFAULT_STRIDES
 from autotimm.ops.fcos_targets import (
     _fcos_targets_torch,
@@ -20,8 +23,6 @@ from autotimm.ops.fcos_targets import (
     fcos_points,
     fcos_targets,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 @pytest.fixture(autouse=True)

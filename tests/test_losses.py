@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torchvision.ops as tvo
+
 from autotimm.losses import (
     CenternessLoss,
     CIoULoss,

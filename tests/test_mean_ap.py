@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
 from autotimm.metrics import MeanAveragePrecision
 
 pytest.importorskip("pycocotools")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from autotimm.models import FPN, DetectionHead, ScaleModule, YOLOXHead
 
 

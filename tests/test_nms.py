@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from autotimm import _native
-from autotimm.ops import batched_nms, nms
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from autotimm import _native
+from autotimm.ops import batched_nms, nms
 
 VANILLA_MIN_BOXES = 1001  # torchvision: boxes.numel() > 4000 -> per-class loop
 

@@ -6,8 +6,9 @@ import inspect
 
 import pytest
 import torch
-from autotimm.trainer import AutoTrainer, JsonProgressCallback, TunerConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from autotimm.trainer import AutoTrainer, JsonProgressCallback, TunerConfig
 
 
 def _quiet(**kw) -> AutoTrainer:
