@@ -167,3 +167,27 @@ def test_fcos_target_collate_matches_op() -> None:
     for got, want in zip((cls, reg, ctr), ref, strict=True):
         assert torch.equal(got, want)
     assert (cls == 1).any() and (cls == 0).any()
+
+
+def test_training_with_the_target_collate_gives_the_same_loss() -> None:
+    from autotimm import FeatureBackboneConfig, ObjectDetector
+
+    t = _plain(64)
+    items = [
+        t(_item(64, 64, [[4, 4, 40, 30], [20, 30, 60, 62]], [1, 0])),
+        t(_item(64, 48, [[0, 0, 10, 10]], [0])),
+    ]
+    model = ObjectDetector(
+        FeatureBackboneConfig("resnet18", pretrained=False),
+        num_classes=2,
+        fpn_channels=16,
+        head_num_convs=1,
+        compile_model=False,
+        deterministic=False,
+    )
+    with_targets = FCOSTargetCollate(strides=model.strides)(items)
+    plain = detection_collate_fn(items)
+    assert "targets" in with_targets and "targets" not in plain
+    torch.testing.assert_close(
+        model.compute_losses(with_targets)["loss"], model.compute_losses(plain)["loss"]
+    )
