@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from autotimm.metrics.coco import Params, evaluate_columns
+from autotimm.metrics.coco import Params, _record_args, evaluate_columns
 
 __all__ = ["MeanAveragePrecision"]
 
@@ -424,13 +424,7 @@ class MeanAveragePrecision(Metric):
 
         rec = self._records(group)
         return _native.coco_accumulate(
-            rec["dt_image"],
-            rec["dt_category"],
-            rec["dt_rank"],
-            rec["dt_score"],
-            rec["dt_flags"],
-            rec["gt_category"],
-            rec["gt_count"],
+            *_record_args(rec),
             np.ascontiguousarray(cat_ids, dtype=np.int64),
             len(self.iou_thresholds),
             np.asarray(self.rec_thresholds, dtype=np.float64),

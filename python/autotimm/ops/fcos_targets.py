@@ -39,6 +39,7 @@ import torch
 
 from autotimm import _native
 from autotimm.constants import BACKGROUND, DEFAULT_REGRESS_RANGES, DEFAULT_STRIDES
+from autotimm.ops.boxes import level_points
 
 __all__ = ["fcos_feature_sizes", "fcos_points", "fcos_targets"]
 
@@ -314,12 +315,7 @@ def fcos_points(
     size = _check_image_size(image_size)
     strides_t = _check_strides(strides)
     sizes = _check_feature_sizes(feature_sizes, size, strides_t)
-    cpu = torch.device("cpu")
-    xs, _ = _axis_table([w for _, w in sizes], strides_t, cpu)
-    ys, _ = _axis_table([h for h, _ in sizes], strides_t, cpu)
-    xi, yi, _ = _point_index(sizes, cpu)
-    points = torch.stack([xs[xi], ys[yi]], dim=1)
-    return points.to(device) if device is not None else points
+    return level_points(sizes, strides_t, device=device)
 
 
 # --------------------------------------------------------------------------- #
