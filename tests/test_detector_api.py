@@ -515,6 +515,7 @@ def test_seed_and_deterministic() -> None:
 
 
 def test_compile_model_wraps_backbone_fpn_and_head(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # compiles on CUDA only
     model = make(compile_model=True, compile_kwargs={"dynamic": False})
     for name in ("backbone", "fpn", "head"):
         assert type(getattr(model, name)).__name__ == "OptimizedModule"
@@ -534,6 +535,8 @@ def test_compile_model_wraps_backbone_fpn_and_head(monkeypatch) -> None:
 def test_compile_failures_fall_back_with_a_warning(monkeypatch) -> None:
     def broken(module, **kwargs):
         raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # compiles on CUDA only
 
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(UserWarning, match="torch.compile failed"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import getpass
 import importlib
 import sys
 import warnings
@@ -30,6 +29,7 @@ from autotimm.losses.fcos import detection_losses, flatten_levels
 from autotimm.models.fpn import FPN
 from autotimm.models.heads import DetectionHead, YOLOXHead
 from autotimm.ops.boxes import level_points, ltrb_to_xyxy
+from autotimm.tasks.inputs import accepts_image_inputs
 from autotimm.tasks.preprocessing import PreprocessingMixin
 
 #: C3, C4, C5 of a timm ``features_only`` backbone.
@@ -141,8 +141,10 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
     regress_ranges : tuple of (lo, hi) or None
         Per level, ``max(l, t, r, b)`` range ``[lo, hi)`` of its targets.
     compile_model : bool
-        ``torch.compile`` backbone, FPN and head; if compilation is unavailable
-        or fails (also at the first forward), warn and run eagerly.
+        ``torch.compile`` backbone, FPN and head when CUDA is available (on a
+        CPU-only machine the model runs eagerly: compiling costs more than it
+        saves there); if compilation is unavailable or fails (also at the
+        first forward), warn and run eagerly.
     compile_kwargs : dict or None
         Arguments of ``torch.compile``.
     seed : int or None
@@ -201,14 +203,10 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         self.save_hyperparameters(
             ignore=["metrics", "logging_config", "transform_config", "cls_loss_fn", "reg_loss_fn"]
         )
-        try:
-            username = getpass.getuser()
-        except (KeyError, OSError):
-            username = "unknown"
         self.hparams.update(
             {
                 "backbone_name": backbone_cfg.model_name,
-                "username": username,
+                "username": "",  # AutoTimm's key, kept empty: no OS user name in files
                 "timestamp": _dt.datetime.now().isoformat(timespec="seconds"),
             }
         )
@@ -435,6 +433,8 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             reason = "torch.compile is not available in this PyTorch"
         elif mps or sys.platform == "win32":
             reason = "the inductor backend is not supported on MPS / Windows"
+        elif not torch.cuda.is_available():  # compiling for CPU costs more than it saves
+            return
         else:
             try:
                 from torch._dynamo import is_dynamo_supported
@@ -658,8 +658,9 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         return losses["loss"]
 
     # -------------------------------------------------------------- inference
+    @accepts_image_inputs
     @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def predict(self, images: Any) -> list[dict[str, Any]]:
         """Detections per image.
 
         Per level: score = sigmoid(cls) (x sigmoid(centerness) for FCOS), best
@@ -668,15 +669,22 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         clamped to the image; one ``autotimm.ops.batched_nms`` over the batch
         (per image and class); the first ``max_detections_per_image``.
 
+        Runs in eval mode (every submodule's mode is restored afterwards).
+
         Parameters
         ----------
-        images : Tensor [B, 3, H, W]
+        images : Tensor [B, 3, H, W] float (preprocessed), or raw images
+            A path, PIL image, ndarray [H, W, 3] uint8, tensor [3, H, W] (uint8,
+            or float in [0, 1]), uint8 [B, 3, H, W], or a list of these: resized
+            and normalised per :attr:`data_info` (see ``autotimm.tasks.inputs``).
 
         Returns
         -------
         list of dict
-            Per image ``boxes`` [K, 4] float32 xyxy pixels, ``scores`` [K]
-            float32 (descending), ``labels`` [K] int64.
+            Per image ``boxes`` [K, 4] float32 xyxy pixels (of the input batch;
+            of each original image for raw images), ``scores`` [K] float32
+            (descending), ``labels`` [K] int64; raw images also get
+            ``label_names`` (list of K str).
         """
         from autotimm.ops import batched_nms
 
@@ -723,9 +731,11 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, torch.Tensor]]:
         return self.predict(self._images(batch))
 
-    def _update_metrics(self, metrics: nn.ModuleDict, batch: dict[str, Any]) -> None:
+    def _update_metrics(
+        self, metrics: nn.ModuleDict, batch: dict[str, Any]
+    ) -> list[dict[str, torch.Tensor]] | None:
         if len(metrics) == 0:
-            return
+            return None
         detections = self.predict(self._images(batch))
         targets = [
             {"boxes": b.float(), "labels": lab.long()}
@@ -744,6 +754,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
                 target["iscrowd"] = is_crowd.to(target["labels"].device)
         for metric in metrics.values():
             metric.update(detections, targets)
+        return detections
 
     def _log_metrics(self, metrics: nn.ModuleDict, prefix: str) -> None:
         for name, metric in metrics.items():
@@ -756,15 +767,21 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
                 self.log(f"{prefix}/{name}", result)
             metric.reset()
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._update_metrics(self.val_metrics, batch)
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int
+    ) -> list[dict[str, torch.Tensor]] | None:
+        """Updates the metrics; returns the detections (for callbacks' reports)."""
+        return self._update_metrics(self.val_metrics, batch)
 
     def on_validation_epoch_end(self) -> None:
         sanity = self._trainer is not None and self.trainer.sanity_checking
         self._log_metrics(self.val_metrics, "sanity_val" if sanity else "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._update_metrics(self.test_metrics, batch)
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int
+    ) -> list[dict[str, torch.Tensor]] | None:
+        """Updates the metrics; returns the detections (for callbacks' reports)."""
+        return self._update_metrics(self.test_metrics, batch)
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")

@@ -1,4 +1,5 @@
-"""Inference-time preprocessing for tasks built with a TransformConfig."""
+"""Inference-time preprocessing: a TransformConfig's transforms, and the data settings
+(:class:`autotimm.tasks.inputs.DataInfo`) a detector keeps in its checkpoints."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
 from autotimm.data.transform_config import TransformConfig
+from autotimm.tasks.inputs import CHECKPOINT_KEY, DataInfo
 
 _NO_CONFIG = (
     "{name}() needs a TransformConfig: build the model with "
@@ -22,7 +24,13 @@ class PreprocessingMixin:
 
     The task calls ``_setup_transforms(transform_config, task=...)`` in its
     constructor (after building ``self.backbone``).
+
+    Also keeps the model's data settings (:attr:`data_info`: class names, input
+    size, normalisation), writes them into every checkpoint under
+    ``checkpoint["autotimm_data"]`` and reads them back on load.
     """
+
+    _data_info: DataInfo | None = None
 
     _transform_config: TransformConfig | None
     _data_config: dict[str, Any] | None
@@ -128,3 +136,51 @@ class PreprocessingMixin:
         batch = torch.stack(out)
         device = getattr(self, "device", None)
         return batch.to(device) if isinstance(device, torch.device) else batch
+
+    # ------------------------------------------------------------ data settings
+    @property
+    def data_info(self) -> DataInfo:
+        """Class names, input size and normalisation used to read raw images.
+
+        In order: the settings set with :meth:`set_data_info` or loaded from a
+        checkpoint; those of the data module of the attached trainer; the
+        ``TransformConfig``; else ``image_size`` 640, the backbone's pretrained
+        normalisation and labels named by their number.
+        """
+        if self._data_info is not None:
+            return self._data_info
+        trainer = getattr(self, "_trainer", None)
+        from_data = DataInfo.from_datamodule(getattr(trainer, "datamodule", None))
+        if from_data is not None:
+            return from_data
+        if self._data_config is not None:
+            return DataInfo(
+                image_size=int(self._data_config["input_size"][1]),
+                mean=tuple(self._data_config["mean"]),
+                std=tuple(self._data_config["std"]),
+            )
+        from autotimm.data.transforms import resolve_normalization
+
+        hparams = getattr(self, "hparams", {})
+        mean, std = resolve_normalization(hparams.get("backbone_name"))
+        return DataInfo(mean=tuple(mean), std=tuple(std))
+
+    def set_data_info(self, info: DataInfo | dict[str, Any] | None) -> None:
+        """Set (or with None, forget) the data settings stored with the model."""
+        if isinstance(info, dict):
+            info = DataInfo.from_dict(info)
+        if info is not None and not isinstance(info, DataInfo):
+            raise TypeError(f"info must be a DataInfo, a dict or None, got {type(info).__name__}")
+        self._data_info = info
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store :attr:`data_info` as ``checkpoint["autotimm_data"]``."""
+        checkpoint[CHECKPOINT_KEY] = self.data_info.to_dict()
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore :attr:`data_info` from ``checkpoint["autotimm_data"]`` when present."""
+        stored = checkpoint.get(CHECKPOINT_KEY)
+        if isinstance(stored, dict):
+            self._data_info = DataInfo.from_dict(stored)
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
