@@ -14,26 +14,20 @@ import torch
 import torch.nn as nn
 
 from autotimm.constants import DEFAULT_PRE_NMS_TOP_K, DEFAULT_REGRESS_RANGES, DEFAULT_STRIDES
-from autotimm.core.backbone import (
-    FeatureBackboneConfig,
-    create_feature_backbone,
-    get_feature_channels,
-    get_feature_strides,
-)
+from autotimm.core.backbone import FeatureBackboneConfig, get_feature_channels, get_feature_strides
 from autotimm.core.logging_config import LoggingConfig
 from autotimm.core.metrics import MetricConfig, MetricManager, build_metric
 from autotimm.core.utils import seed_everything
 from autotimm.data.transform_config import TransformConfig
 from autotimm.losses import FocalLoss, GIoULoss, IoULoss, get_loss_registry, ltrb_as_boxes
 from autotimm.losses.fcos import detection_losses, flatten_levels
+from autotimm.models.backbone import build_detection_backbone
 from autotimm.models.fpn import FPN
 from autotimm.models.heads import DetectionHead, YOLOXHead
 from autotimm.ops.boxes import level_points, ltrb_to_xyxy
 from autotimm.tasks.inputs import accepts_image_inputs
 from autotimm.tasks.preprocessing import PreprocessingMixin
 
-#: C3, C4, C5 of a timm ``features_only`` backbone.
-DETECTION_OUT_INDICES: tuple[int, ...] = (2, 3, 4)
 #: Levels the FPN adds on top of the backbone's coarsest feature (P6, P7).
 NUM_EXTRA_LEVELS = 2
 
@@ -87,8 +81,10 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         timm model name (pretrained weights, as AutoTimm) or a config whose
         fields (``pretrained``, ``out_indices``, ``drop_rate``,
         ``drop_path_rate``, ``extra_kwargs``) are all honoured; ``out_indices``
-        None means C3-C5 ``(2, 3, 4)``. Without network, a pretrained request
-        fails with a message naming ``pretrained=False``.
+        None means the levels at strides 8, 16, 32 (a simple pyramid for a plain
+        ViT; transformers run at any input size, see ``autotimm.models.backbone``).
+        Without network, a pretrained request fails with a message naming
+        ``pretrained=False``.
     num_classes : int
         Object classes (no background class), >= 1.
     detection_arch : {"fcos", "yolox"}
@@ -242,7 +238,9 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         self._points_cache: dict[tuple[Any, ...], torch.Tensor] = {}
 
         # Model
-        self.backbone = create_feature_backbone(backbone_cfg, out_indices=DETECTION_OUT_INDICES)
+        self.backbone = build_detection_backbone(
+            backbone_cfg, image_size=getattr(transform_config, "image_size", None)
+        ).module
         self._check_backbone_strides()
         self.fpn = FPN(
             in_channels_list=get_feature_channels(self.backbone),
