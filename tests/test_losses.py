@@ -224,7 +224,9 @@ def test_registry_names_aliases_and_errors() -> None:
     with pytest.raises(ValueError, match="nn.Module"):
         LossRegistry().register_loss("x", int)  # type: ignore[arg-type]
     info = registry.get_loss_info()
-    assert info["giou"]["class"] == "GIoULoss"
+    assert set(info) == {"classification", "detection", "segmentation"}
+    assert "giou" in info["detection"] and "cross_entropy" in info["classification"]
+    assert LossRegistry().has_loss("focal")  # a new registry holds the built-ins
 
 
 def test_register_custom_loss() -> None:

@@ -12,9 +12,10 @@ class LoggingConfig:
     Parameters
     ----------
     log_learning_rate : bool
-        Log ``train/lr`` (the first param group's learning rate) every step.
+        Required (as in AutoTimm). Log ``train/lr`` (the first param group's
+        learning rate) every step.
     log_gradient_norm : bool
-        Log ``train/grad_norm`` (global L2 norm of the gradients) before every
+        Required. Log ``train/grad_norm`` (global L2 norm of the gradients) before every
         optimizer step.
     log_weight_norm : bool
         Log ``train/weight_norm`` (global L2 norm of the parameters) before
@@ -27,8 +28,8 @@ class LoggingConfig:
         0, 1 or 2.
     """
 
-    log_learning_rate: bool = True
-    log_gradient_norm: bool = False
+    log_learning_rate: bool
+    log_gradient_norm: bool
     log_weight_norm: bool = False
     log_confusion_matrix: bool = False
     log_predictions: bool = False

@@ -177,11 +177,15 @@ class MetricManager:
         config = self.get_config_by_name(name)
         return config if config is not None and stage in config.stages else None
 
-    def get_metric_by_name(self, name: str, stage: str = "val") -> nn.Module | None:
-        if stage not in _STAGES:
+    def get_metric_by_name(self, name: str, stage: str | None = None) -> nn.Module | None:
+        """The metric ``name`` of ``stage``; with no stage, the first found in
+        val, train, test (AutoTimm's order). None when there is none."""
+        if stage is not None and stage not in _STAGES:
             raise ValueError(f"stage must be one of {list(_STAGES)}, got {stage!r}")
-        metrics = self._metrics[stage]
-        return metrics[name] if name in metrics else None
+        for each in (stage,) if stage is not None else ("val", "train", "test"):
+            if name in self._metrics[each]:
+                return self._metrics[each][name]
+        return None
 
     def get_config_by_name(self, name: str) -> MetricConfig | None:
         return next((c for c in self._configs if c.name == name), None)

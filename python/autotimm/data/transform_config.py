@@ -10,6 +10,15 @@ _PRESETS: dict[str, tuple[str, ...]] = {
     "torchvision": ("default", "autoaugment", "randaugment", "trivialaugment", "light"),
     "albumentations": ("default", "strong", "light"),
 }
+#: What each preset does to a detection training image (see ``data.transforms``).
+_PRESET_DESCRIPTIONS: dict[str, str] = {
+    "default": "HorizontalFlip, ColorJitter(0.2, 0.2, 0.2)",
+    "light": "HorizontalFlip only",
+    "strong": "HorizontalFlip, ColorJitter(0.4, 0.4, 0.4, hue 0.05)",
+    "autoaugment": "classification preset; detection keeps the augmentation_preset of the data",
+    "randaugment": "classification preset; detection keeps the augmentation_preset of the data",
+    "trivialaugment": "classification preset; detection keeps the augmentation_preset of the data",
+}
 _BBOX_FORMATS = ("coco", "pascal_voc", "yolo", "xyxy", "xywh", "cxcywh")
 
 
@@ -106,11 +115,24 @@ class TransformConfig:
         return dataclasses.asdict(self)
 
 
-def list_transform_presets(backend: str = "torchvision", verbose: bool = False) -> list[str]:
-    """Preset names of a backend; ``verbose`` also prints them."""
+def list_transform_presets(
+    backend: str = "torchvision", verbose: bool = False
+) -> list[str] | list[tuple[str, str]]:
+    """Preset names of a backend.
+
+    Parameters
+    ----------
+    backend : {"torchvision", "albumentations"}
+    verbose : bool
+        Return ``(name, description)`` pairs instead of names (as AutoTimm).
+
+    Returns
+    -------
+    list of str, or list of (str, str) when ``verbose``.
+    """
     if backend not in _PRESETS:
         raise ValueError(f"backend must be one of {sorted(_PRESETS)}, got {backend!r}")
     presets = list(_PRESETS[backend])
     if verbose:
-        print(f"{backend} presets: {', '.join(presets)}")
+        return [(name, _PRESET_DESCRIPTIONS[name]) for name in presets]
     return presets

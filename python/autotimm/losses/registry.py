@@ -10,12 +10,14 @@ TASKS = ("classification", "detection", "segmentation")
 
 
 class LossRegistry:
-    """Loss classes by name and task, with aliases."""
+    """Loss classes by name and task, with aliases; a new registry holds the
+    built-in losses (as AutoTimm's)."""
 
     def __init__(self) -> None:
         self._losses: dict[str, type[nn.Module]] = {}
         self._tasks: dict[str, str] = {}
         self._aliases: dict[str, str] = {}
+        _register_builtins(self)
 
     def register_loss(
         self,
@@ -53,30 +55,23 @@ class LossRegistry:
         """Registered names, all or those of ``task``."""
         if task is None:
             return sorted(self._losses)
+        task = task.lower()
         if task not in TASKS and task not in self._tasks.values():
             raise ValueError(f"Unknown task '{task}'; expected one of {list(TASKS)}")
         return sorted(n for n, t in self._tasks.items() if t == task)
 
-    def get_loss_info(self) -> dict[str, dict[str, Any]]:
-        """Per name: class, task and aliases."""
-        return {
-            name: {
-                "class": cls.__name__,
-                "module": cls.__module__,
-                "task": self._tasks[name],
-                "aliases": sorted(a for a, n in self._aliases.items() if n == name),
-            }
-            for name, cls in sorted(self._losses.items())
-        }
+    def get_loss_info(self) -> dict[str, list[str]]:
+        """Loss names per task: ``{"classification": [...], "detection": [...],
+        "segmentation": [...]}`` (AutoTimm's layout)."""
+        return {task: self.list_losses(task) for task in TASKS}
 
 
-def _builtin_registry() -> LossRegistry:
+def _register_builtins(registry: LossRegistry) -> None:
     from autotimm.losses.centerness import CenternessLoss
     from autotimm.losses.fcos import FCOSLoss
     from autotimm.losses.focal import FocalLoss
     from autotimm.losses.iou import CIoULoss, DIoULoss, GIoULoss, IoULoss
 
-    registry = LossRegistry()
     for name, cls, alias in (
         ("cross_entropy", nn.CrossEntropyLoss, "ce"),
         ("bce_with_logits", nn.BCEWithLogitsLoss, "bce"),
@@ -94,7 +89,6 @@ def _builtin_registry() -> LossRegistry:
         ("fcos", FCOSLoss),
     ):
         registry.register_loss(name, cls, task="detection")
-    return registry
 
 
 _REGISTRY: LossRegistry | None = None
@@ -104,7 +98,7 @@ def get_loss_registry() -> LossRegistry:
     """The process-wide registry (built-ins registered on first use)."""
     global _REGISTRY
     if _REGISTRY is None:
-        _REGISTRY = _builtin_registry()
+        _REGISTRY = LossRegistry()
     return _REGISTRY
 
 

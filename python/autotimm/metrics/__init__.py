@@ -1,4 +1,5 @@
-"""Detection metrics: a streaming mAP metric and a pycocotools-compatible evaluator.
+"""Detection metrics: a streaming mAP metric and a pycocotools-compatible evaluator,
+and the metric and logging configs (AutoTimm's ``autotimm.metric``).
 
 Names are resolved lazily so ``import autotimm.metrics`` imports neither torch,
 torchmetrics nor ``autotimm.core.metrics`` until one of them is used.
@@ -15,12 +16,14 @@ _EXPORTS: dict[str, str] = {
     "COCOeval": "autotimm.metrics.coco",
     "MetricConfig": "autotimm.core.metrics",
     "MetricManager": "autotimm.core.metrics",
+    "LoggingConfig": "autotimm.core.logging_config",
     "plot_precision_recall": "autotimm.metrics.plot",
 }
 
 __all__ = [
     "COCO",
     "COCOeval",
+    "LoggingConfig",
     "MeanAveragePrecision",
     "MetricConfig",
     "MetricManager",
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from autotimm.core.logging_config import LoggingConfig
     from autotimm.core.metrics import MetricConfig, MetricManager
     from autotimm.metrics.coco import COCO, COCOeval
     from autotimm.metrics.mean_ap import MeanAveragePrecision

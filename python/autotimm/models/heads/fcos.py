@@ -67,20 +67,18 @@ class DetectionHead(nn.Module):
     def forward_single(
         self, feat: torch.Tensor, scale_idx: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Outputs for one level ``[B, in_channels, H, W]``."""
+        """Outputs for one level ``[B, in_channels, H, W]``; levels past the last
+        scale share the last one (as AutoTimm)."""
         cls_feat = self.cls_convs(feat)
         reg_feat = self.reg_convs(feat)
         cls = self.cls_pred(cls_feat)
-        reg = F.relu(self.scales[scale_idx](self.reg_pred(reg_feat)))
+        scale = self.scales[min(scale_idx, len(self.scales) - 1)]
+        reg = F.relu(scale(self.reg_pred(reg_feat)))
         ctr = self.centerness_pred(reg_feat)
         return cls, reg, ctr
 
     def forward(
         self, features: list[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        if len(features) > len(self.scales):
-            raise ValueError(
-                f"DetectionHead has {len(self.scales)} level scales, got {len(features)} levels"
-            )
         outs = [self.forward_single(f, i) for i, f in enumerate(features)]
         return [o[0] for o in outs], [o[1] for o in outs], [o[2] for o in outs]

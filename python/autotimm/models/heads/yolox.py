@@ -81,19 +81,18 @@ class YOLOXHead(nn.Module):
     def forward_single(
         self, feat: torch.Tensor, scale_idx: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Outputs for one level ``[B, in_channels, H, W]``."""
+        """Outputs for one level ``[B, in_channels, H, W]``. Levels past the last
+        stride share the last scale, their stride doubling per level."""
         x = self.stem_conv(feat)
         cls = self.cls_pred(self.cls_convs(x))
-        raw = self.scales[scale_idx](self.reg_pred(self.reg_convs(x)))
-        reg = F.softplus(raw) * self.strides[scale_idx]
+        last = len(self.strides) - 1
+        raw = self.scales[min(scale_idx, last)](self.reg_pred(self.reg_convs(x)))
+        stride = self.strides[min(scale_idx, last)] * 2 ** max(scale_idx - last, 0)
+        reg = F.softplus(raw) * stride
         return cls, reg
 
     def forward(
         self, features: list[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        if len(features) != len(self.strides):
-            raise ValueError(
-                f"YOLOXHead has {len(self.strides)} strides, got {len(features)} levels"
-            )
         outs = [self.forward_single(f, i) for i, f in enumerate(features)]
         return [o[0] for o in outs], [o[1] for o in outs]
