@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_precision_recall"]
+__all__ = ["plot_class_curves", "plot_precision_recall", "pyplot"]
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (ImportError naming the install)."""
     try:
         import matplotlib
 
@@ -73,7 +74,7 @@ def plot_precision_recall(
     """
     if not getattr(coco_eval, "eval", None) or "precision" not in coco_eval.eval:
         raise ValueError("run evaluate() and accumulate() before plotting")
-    plt = _pyplot()
+    plt = pyplot()
     p = coco_eval.params
     precision = np.asarray(coco_eval.eval["precision"])  # [T, R, K, A, M]
     rec_thrs = np.asarray(p.recThrs)
@@ -134,6 +135,61 @@ def plot_precision_recall(
     fig.tight_layout()
     if path is not None:
         fig.savefig(os.fspath(path), format="png")
+    return fig
+
+
+def plot_class_curves(
+    precision: np.ndarray,
+    rec_thrs: Sequence[float],
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str = "Precision-recall, IoU=0.50",
+    max_classes: int = 20,
+) -> Any:
+    """One precision-recall curve per class (the ``max_classes`` best by AP).
+
+    Parameters
+    ----------
+    precision : ndarray [R, K] float
+        Interpolated precision per recall threshold and class (``-1``: no data).
+    rec_thrs : sequence of float, length R
+    class_names : sequence of str, length K
+    path : output PNG
+    title : str
+    max_classes : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure (closed after saving)
+    """
+    plt = pyplot()
+    p = np.asarray(precision, dtype=np.float64)
+    curves = np.where(p > -1, p, np.nan)
+    valid = np.isfinite(curves).any(axis=0)
+    aps = np.where(valid, np.nanmean(np.where(valid, curves, 0.0), axis=0), -1.0)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    for k in np.argsort(-aps, kind="stable")[:max_classes]:
+        if aps[k] >= 0:
+            ax.plot(rec_thrs, curves[:, k], label=f"{class_names[k]} (AP={aps[k]:.3f})")
+    if valid.any():
+        mean_curve = np.nanmean(curves[:, valid], axis=1)
+        ax.plot(
+            rec_thrs,
+            mean_curve,
+            color="black",
+            linewidth=2.5,
+            label=f"all classes (mAP={float(np.nanmean(mean_curve)):.3f})",
+        )
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), format="png")
+    plt.close(fig)
     return fig
 
 

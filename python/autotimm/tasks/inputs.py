@@ -203,7 +203,9 @@ def find_image_files(source: str | os.PathLike[str]) -> list[Path]:
         return files
     if glob.has_magic(text):
         files = sorted(
-            Path(p) for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES
+            Path(p)
+            for p in glob.glob(text, recursive=True)
+            if Path(p).suffix.lower() in IMAGE_SUFFIXES
         )
         if not files:
             raise FileNotFoundError(f"no image files match {text!r}")

@@ -279,7 +279,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
                     name="mAP",
                     backend="torchmetrics",
                     metric_class="MeanAveragePrecision",
-                    params={"box_format": "xyxy", "iou_type": "bbox"},
+                    params={"box_format": "xyxy", "iou_type": "bbox", "class_metrics": True},
                     stages=["val", "test"],
                     prog_bar=True,
                 ),
@@ -759,11 +759,22 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             result = metric.compute()
             if isinstance(result, dict):
                 for key, value in result.items():
-                    if isinstance(value, torch.Tensor) and value.numel() == 1:
+                    if key.endswith("_per_class") and isinstance(value, torch.Tensor):
+                        self._log_per_class(f"{prefix}/{key}", value, result.get("classes"))
+                    elif isinstance(value, torch.Tensor) and value.numel() == 1:
                         self.log(f"{prefix}/{key}", value.float(), prog_bar=(key == "map"))
             else:
                 self.log(f"{prefix}/{name}", result)
             metric.reset()
+
+    def _log_per_class(self, name: str, values: torch.Tensor, classes: Any) -> None:
+        """``<name>/<class name>`` per class (nothing when the metric has no class values)."""
+        if classes is None or values.numel() != len(classes) or values.numel() == 0:
+            return
+        if values.numel() == 1 and float(values) < 0:
+            return  # class_metrics=False: torchmetrics' -1 placeholder
+        for label, value in zip(classes.tolist(), values.float(), strict=True):
+            self.log(f"{name}/{self.data_info.name_of(int(label))}", value)
 
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int

@@ -14,8 +14,7 @@ from autotimm.data.transform_config import TransformConfig
 from autotimm.tasks.inputs import CHECKPOINT_KEY, DataInfo
 
 _NO_CONFIG = (
-    "{name}() needs a TransformConfig: build the model with "
-    "transform_config=TransformConfig(...)"
+    "{name}() needs a TransformConfig: build the model with transform_config=TransformConfig(...)"
 )
 
 
