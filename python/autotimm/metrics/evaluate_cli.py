@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="COCO results JSON (list of detections)")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
     parser.add_argument(
-        "--per-class", action="store_true", help="also report AP per category (with --json)"
+        "--per-class",
+        action="store_true",
+        help="also report AP per category (a table, or a per_class_AP entry with --json)",
     )
     parser.add_argument("--plot", metavar="PNG", help="write a precision-recall curve to PNG")
     parser.add_argument("--verbose", action="store_true", help="print pycocotools' progress lines")
@@ -102,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         for line in format_summary(stats, ev.params):
             print(line)
+        if args.per_class:
+            print("\n" + _per_class_text(ev))
     if args.plot:
         from autotimm.metrics.plot import plot_precision_recall
 
@@ -110,7 +114,21 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as err:
             print(f"autotimm evaluate: error: {err}", file=sys.stderr)
             return 1
+        # with --json, stdout stays one JSON document
+        print(f"precision-recall curves: {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _per_class_text(ev: object) -> str:
+    """The per-class AP table (AP, AP50, AP75 at area "all", maxDets 100)."""
+    from autotimm.reports.per_class import per_class_ap, per_class_table
+
+    p = ev.params  # type: ignore[attr-defined]
+    names = {c["id"]: c.get("name", str(c["id"])) for c in ev.cocoGt._categories}  # type: ignore[attr-defined]
+    m = list(p.maxDets).index(100) if 100 in p.maxDets else len(p.maxDets) - 1
+    precision = ev.eval["precision"][..., m : m + 1]  # type: ignore[attr-defined]
+    rows = per_class_ap(precision, p.iouThrs, [str(names.get(c, c)) for c in p.catIds])
+    return per_class_table(rows)
 
 
 if __name__ == "__main__":  # pragma: no cover
