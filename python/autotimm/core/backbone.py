@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -252,6 +253,40 @@ def _uncached_weights_host(model_name: str) -> str | None:
     except Exception:  # private timm / hub API changed: let timm decide
         return None
     return None
+
+
+class ModelSource(str, Enum):
+    """Where a backbone comes from: the timm library or the Hugging Face Hub."""
+
+    TIMM = "timm"
+    HF_HUB = "hf_hub"
+
+
+def get_model_source(model_name: str) -> ModelSource:
+    """``HF_HUB`` for ``hf-hub:`` / ``hf_hub:`` / ``timm/`` names, else ``TIMM``."""
+    if model_name.startswith(("hf-hub:", "hf_hub:", "timm/")):
+        return ModelSource.HF_HUB
+    return ModelSource.TIMM
+
+
+def list_backbones(
+    pattern: str = "", pretrained_only: bool = False, with_source: bool = False
+) -> list[str] | list[tuple[str, ModelSource]]:
+    """timm model names matching a glob ``pattern`` (all when empty).
+
+    Parameters
+    ----------
+    pattern : str
+        Glob, e.g. ``"*resnet*"``.
+    pretrained_only : bool
+        Only models with pretrained weights.
+    with_source : bool
+        Return ``(name, ModelSource.TIMM)`` pairs.
+    """
+    names = timm.list_models(pattern or "*", pretrained=pretrained_only)
+    if with_source:
+        return [(name, ModelSource.TIMM) for name in names]
+    return names
 
 
 def _feature_info(backbone: nn.Module) -> Any:
