@@ -87,7 +87,7 @@ def trained(coco_root, tmp_path_factory) -> dict:
         )
     finally:
         os.chdir(cwd)
-    ckpts = sorted((out / "runs").rglob("*.ckpt"))
+    ckpts = sorted(p for p in (out / "runs").rglob("*.ckpt") if p.name != "last.ckpt")
     return {"out": out, "ckpts": ckpts}
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from autotimm.checkpointing import AtomicCheckpointIO, LastCheckpoint, ResumeCallback
 from autotimm.trainer import AutoTrainer, JsonProgressCallback, TunerConfig
 
 
@@ -18,7 +20,12 @@ def _quiet(**kw) -> AutoTrainer:
 
 
 def _checkpoints(trainer: AutoTrainer) -> list[ModelCheckpoint]:
-    return [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    """The monitored checkpoints (not the ``last.ckpt`` keeper)."""
+    return [
+        c
+        for c in trainer.callbacks
+        if isinstance(c, ModelCheckpoint) and not isinstance(c, LastCheckpoint)
+    ]
 
 
 def test_signature_matches_autotimm() -> None:
@@ -107,6 +114,7 @@ def test_user_checkpoint_kept_and_json_progress(tmp_path) -> None:
     assert _checkpoints(trainer) == [mine]
     assert any(isinstance(c, JsonProgressCallback) for c in trainer.callbacks)
     assert not _checkpoints(_quiet(enable_checkpointing=False))
+    assert not any(isinstance(c, LastCheckpoint) for c in trainer.callbacks)  # the user's choice
 
 
 def test_trainer_kwargs_pass_through() -> None:
@@ -120,3 +128,32 @@ def test_seed(monkeypatch) -> None:
     _quiet(seed=123, use_autotimm_seeding=True)
     b = torch.rand(3)
     assert torch.equal(a, b)
+
+
+def test_resume_parts_added(monkeypatch) -> None:
+    trainer = _quiet()
+    [last] = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+    assert (last.save_last, last.save_top_k, last._every_n_train_steps) == (True, 0, 50)
+    assert any(isinstance(c, ResumeCallback) for c in trainer.callbacks)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    monkeypatch.setenv("AUTOTIMM_LAST_CHECKPOINT_STEPS", "7")
+    [last] = [c for c in _quiet().callbacks if isinstance(c, LastCheckpoint)]
+    assert last._every_n_train_steps == 7
+    monkeypatch.setenv("AUTOTIMM_LAST_CHECKPOINT_STEPS", "often")
+    with pytest.raises(ValueError, match="AUTOTIMM_LAST_CHECKPOINT_STEPS.*'often'"):
+        _quiet()
+
+
+def test_ckpt_path_last(tmp_path) -> None:
+    trainer = _quiet(default_root_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="ckpt_path='last': no last.ckpt under"):
+        trainer.fit(torch.nn.Linear(1, 1), ckpt_path="last")
+    old = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    new = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    for i, path in enumerate((old, new)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        os.utime(path, ns=(i * 10**9, i * 10**9))
+    (new.parent / ".last.ckpt.abc.tmp").write_bytes(b"partial")
+    assert trainer._resolve_ckpt_path("last") == str(new)
+    assert trainer._resolve_ckpt_path("best.ckpt") == "best.ckpt"

@@ -15,9 +15,17 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
+
+from autotimm.checkpointing import (
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    ResumeCallback,
+    resolve_last_checkpoint,
+)
 
 __all__ = ["AutoTrainer", "JsonProgressCallback", "TunerConfig"]
 
@@ -157,10 +165,19 @@ class JsonProgressCallback(Callback):
 class AutoTrainer(pl.Trainer):
     """Lightning ``Trainer`` with AutoTimm's defaults.
 
-    Adds a ``ModelCheckpoint`` (``save_top_k=1`` on ``checkpoint_monitor``) unless
-    one is given, optional learning-rate / batch-size tuning before ``fit``
-    (:class:`TunerConfig`), optional seeding, JSON progress lines, and prints a
-    one-line environment banner.
+    Adds a ``ModelCheckpoint`` (``save_top_k=1`` on ``checkpoint_monitor``) and
+    ``last.ckpt`` kept every :data:`autotimm.checkpointing.LAST_CHECKPOINT_EVERY_N_STEPS`
+    steps and every epoch, unless a ``ModelCheckpoint`` is given; optional
+    learning-rate / batch-size tuning before ``fit`` (:class:`TunerConfig`),
+    optional seeding, JSON progress lines, and prints a one-line environment banner.
+
+    Runs survive being killed: checkpoints are written atomically
+    (:class:`autotimm.checkpointing.AtomicCheckpointIO`, unless a ``CheckpointIO``
+    plugin is given), the random generators are saved in them
+    (:class:`autotimm.checkpointing.ResumeCallback`), and ``ckpt_path="last"``
+    resumes from the most recent ``last.ckpt`` of the run's folders (an error
+    when there is none). With :class:`autotimm.DetectionDataModule` a run resumed
+    mid-epoch on CPU ends with the same weights as an uninterrupted one.
 
     For a detector (:class:`autotimm.ObjectDetector`), whose validation logs
     ``val/map`` and no loss, the default monitor ``"val/loss"`` becomes
@@ -255,6 +272,14 @@ class AutoTrainer(pl.Trainer):
                 monitor=checkpoint_monitor, mode=checkpoint_mode, save_top_k=1
             )
             cb_list.append(self._added_checkpoint)
+            cb_list.append(LastCheckpoint())
+        if not any(isinstance(c, ResumeCallback) for c in cb_list):
+            cb_list.append(ResumeCallback())
+        plugins = trainer_kwargs.pop("plugins", None)
+        plugin_list = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        plugin_list = [p for p in plugin_list if p is not None]
+        if not any(isinstance(p, CheckpointIO) for p in plugin_list):
+            plugin_list.append(AtomicCheckpointIO())
         if json_progress:
             cb_list.append(
                 JsonProgressCallback(json_progress_every_n_steps, json_progress_log_file)
@@ -274,6 +299,7 @@ class AutoTrainer(pl.Trainer):
             enable_checkpointing=enable_checkpointing,
             fast_dev_run=fast_dev_run,
             deterministic=deterministic,
+            plugins=plugin_list,
             **trainer_kwargs,
         )
         self._fast_dev_run_flag = bool(fast_dev_run)
@@ -344,18 +370,38 @@ class AutoTrainer(pl.Trainer):
             if datamodule is not None
             else {"train_dataloaders": train_dataloaders, "val_dataloaders": val_dataloaders}
         )
+        ckpt_path = self._resolve_ckpt_path(ckpt_path)
         if ckpt_path is None:
             self._tune(model, **loaders)
         return super().fit(
             model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs
         )
 
+    def _resolve_ckpt_path(self, ckpt_path: Any) -> Any:
+        """``"last"`` → the most recent ``last.ckpt`` of this trainer's checkpoint folders."""
+        if ckpt_path != "last":
+            return ckpt_path
+        root = Path(self.default_root_dir)
+        dirs: list[Path] = [root / "checkpoints", root / "lightning_logs"]
+        for logger in self.loggers:
+            save_dir = getattr(logger, "save_dir", None)
+            if save_dir is not None:
+                dirs.append(Path(save_dir) / str(logger.name or ""))
+        for callback in self.checkpoint_callbacks:
+            if getattr(callback, "dirpath", None):
+                dirs.append(Path(callback.dirpath))
+        return str(resolve_last_checkpoint(*dict.fromkeys(dirs)))
+
     def validate(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         self._resolve_checkpoint_monitor(model if model is not None else self.lightning_module)
+        if "ckpt_path" in kwargs:
+            kwargs["ckpt_path"] = self._resolve_ckpt_path(kwargs["ckpt_path"])
         return super().validate(model, *args, **kwargs)
 
     def test(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
         self._resolve_checkpoint_monitor(model if model is not None else self.lightning_module)
+        if "ckpt_path" in kwargs:
+            kwargs["ckpt_path"] = self._resolve_ckpt_path(kwargs["ckpt_path"])
         return super().test(model, *args, **kwargs)
 
     @property

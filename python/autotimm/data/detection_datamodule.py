@@ -18,6 +18,7 @@ from autotimm.data.detection_dataset import (
     coco_categories,
     csv_class_names,
 )
+from autotimm.data.resumable import resumable_loader
 from autotimm.data.shapes import SHAPES_BUILTIN, SHAPES_CLASS_NAMES, shapes_cache_dir
 from autotimm.data.transforms import build_detection_transforms
 
@@ -354,7 +355,16 @@ class DetectionDataModule(pl.LightningDataModule):
             kwargs["persistent_workers"] = bool(self.persistent_workers)
             if self.prefetch_factor is not None:
                 kwargs["prefetch_factor"] = int(self.prefetch_factor)
-        sampler = self._eval_sampler(dataset) if not shuffle else None
+        if shuffle:  # training: resumes mid-epoch exactly (autotimm.data.resumable)
+            del kwargs["shuffle"]
+            trainer = getattr(self, "trainer", None)
+            return resumable_loader(
+                dataset,
+                num_replicas=int(getattr(trainer, "world_size", 1) or 1),
+                rank=int(getattr(trainer, "global_rank", 0) or 0),
+                **kwargs,
+            )
+        sampler = self._eval_sampler(dataset)
         if sampler is not None:
             kwargs["sampler"] = sampler
             kwargs.pop("shuffle")

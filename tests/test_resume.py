@@ -1,0 +1,164 @@
+"""A run killed with SIGKILL mid-epoch resumes with ``--ckpt_path last`` and ends with
+the same weights, optimizer and scheduler state as a run that was never interrupted.
+
+``autotimm fit`` runs as a subprocess on a tiny COCO folder of the embedded shapes
+(12 training images of 64 pixels, batch 2: 6 steps per epoch, 2 epochs) with
+timm's ``test_byobnet`` backbone and the default augmentation (random flip and
+colour jitter), ``last.ckpt`` every 2 steps. The killed run uses 2 loader worker
+processes, the others none: the per-sample seeds make the batches independent of
+the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from autotimm.checkpointing import LAST_CHECKPOINT_STEPS_ENV
+from autotimm.data.shapes import write_shapes_coco
+
+STEPS_PER_EPOCH = 6
+KILL_AT_STEP = 9  # epoch 1, batch 3; last.ckpt is at step 8
+TESTS_DIR = Path(__file__).parent
+
+
+class KillAtStep(Callback):
+    """SIGKILLs its own process at the end of training step ``step`` (before the
+    checkpoint callbacks of that step run: Lightning calls them last)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory) -> Path:
+    return write_shapes_coco(
+        tmp_path_factory.mktemp("shapes"),
+        num_train=2 * STEPS_PER_EPOCH,
+        num_val=4,
+        image_size=64,
+        min_size=10,
+        max_size=30,
+    )
+
+
+def _fit(
+    coco_root: Path, root: Path, *extra: str, num_workers: int = 0
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "autotimm",
+        "fit",
+        "--model.backbone",
+        '{"model_name": "test_byobnet", "pretrained": false}',
+        "--model.fpn_channels",
+        "16",
+        "--model.head_num_convs",
+        "1",
+        "--model.lr",
+        "0.01",
+        "--data.data_dir",
+        str(coco_root),
+        "--data.image_size",
+        "64",
+        "--data.batch_size",
+        "2",
+        "--data.num_workers",
+        str(num_workers),
+        "--data.augmentation_preset",
+        "default",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--max_images",
+        "0",
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "AUTOTIMM_NO_BANNER": "1",
+        "OMP_NUM_THREADS": "1",
+        LAST_CHECKPOINT_STEPS_ENV: "2",
+        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
+    root.mkdir(exist_ok=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root
+    )
+
+
+def _wait(proc: subprocess.Popen) -> tuple[int, str]:
+    """Exit status and the end of stderr."""
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err[-3000:]
+
+
+def _last(root: Path) -> dict[str, Any]:
+    [path] = sorted(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime_ns)[-1:]
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _assert_equal(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_equal(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(coco_root, tmp_path) -> None:
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    uninterrupted = _fit(coco_root, straight)
+    killed = _fit(
+        coco_root,
+        broken,
+        "--trainer.callbacks+=test_resume.KillAtStep",
+        f"--trainer.callbacks.step={KILL_AT_STEP}",
+        num_workers=2,
+    )
+    code, err = _wait(uninterrupted)
+    assert code == 0, err
+    reference = _last(straight)
+    assert reference["global_step"] == 2 * STEPS_PER_EPOCH
+
+    code, err = _wait(killed)
+    assert code == -signal.SIGKILL, err
+    interrupted = _last(broken)
+    assert interrupted["global_step"] == KILL_AT_STEP - 1
+    assert interrupted["epoch"] == 1  # mid-epoch: batch 2 of 6 of the second epoch
+    assert "ResumeState" in interrupted["callbacks"]
+
+    code, err = _wait(_fit(coco_root, broken, "--ckpt_path", "last"))
+    assert code == 0, err
+    assert "not resumable" not in err
+    resumed = _last(broken)
+    assert resumed["global_step"] == reference["global_step"]
+    _assert_equal(resumed["state_dict"], reference["state_dict"], "state_dict")
+    _assert_equal(resumed["optimizer_states"], reference["optimizer_states"], "optimizer")
+    _assert_equal(resumed["lr_schedulers"], reference["lr_schedulers"], "lr_schedulers")
+
