@@ -162,3 +162,70 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(coco_root, tmp_path)
     _assert_equal(resumed["optimizer_states"], reference["optimizer_states"], "optimizer")
     _assert_equal(resumed["lr_schedulers"], reference["lr_schedulers"], "lr_schedulers")
 
+
+_SLOW_WRITER = """
+import sys, time
+import torch
+from autotimm.checkpointing import AtomicCheckpointIO
+
+io = AtomicCheckpointIO()
+io.save_checkpoint({"step": 1, "w": torch.ones(3)}, sys.argv[1])
+
+def slow_save(obj, fh):
+    fh.write(b"partial" * 1000)
+    fh.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+
+torch.save = slow_save
+io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, sys.argv[1])
+"""
+
+
+def test_kill_during_checkpoint_write_keeps_the_previous_file(tmp_path) -> None:
+    from autotimm.checkpointing import AtomicCheckpointIO, resolve_last_checkpoint
+
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    [partial] = list(target.parent.glob(".last.ckpt.*.tmp"))
+    assert partial.stat().st_size == 7000
+    saved = torch.load(target, weights_only=True)
+    assert saved["step"] == 1 and torch.equal(saved["w"], torch.ones(3))
+    assert resolve_last_checkpoint(tmp_path) == target
+
+    AtomicCheckpointIO().save_checkpoint({"step": 3}, target)  # clears the stale file
+    assert torch.load(target, weights_only=True) == {"step": 3}
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch) -> None:
+    from autotimm.checkpointing import AtomicCheckpointIO
+
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, target)
+
+    def failing_save(obj: Any, fh: Any) -> None:
+        fh.write(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"step": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    with pytest.raises(TypeError, match="storage_options"):
+        io.save_checkpoint({"step": 2}, target, storage_options={"x": 1})
