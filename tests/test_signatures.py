@@ -409,25 +409,7 @@ def _mismatches(key: str) -> list[str]:
     return problems
 
 
-#: Known gaps still to close: key -> what differs.
-PENDING: dict[str, str] = {
-    "AutoTrainer.test": (
-        "ours is test(model=None, *args, **kwargs) passed to Lightning (positional order "
-        "model, dataloaders, ckpt_path, verbose, datamodule; ckpt_path None), AutoTimm's is "
-        "test(model, dataloaders, datamodule, ckpt_path='best', verbose)"
-    ),
-}
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(reason=PENDING[k], strict=True))
-        if k in PENDING
-        else k
-        for k in sorted(AUTOTIMM)
-    ],
-)
+@pytest.mark.parametrize("key", sorted(AUTOTIMM))
 def test_autotimm_parameters_come_first_with_equal_defaults(key: str) -> None:
     assert _mismatches(key) == []
 

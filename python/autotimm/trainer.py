@@ -398,11 +398,29 @@ class AutoTrainer(pl.Trainer):
             kwargs["ckpt_path"] = self._resolve_ckpt_path(kwargs["ckpt_path"])
         return super().validate(model, *args, **kwargs)
 
-    def test(self, model: pl.LightningModule | None = None, *args: Any, **kwargs: Any) -> Any:
+    def test(
+        self,
+        model: pl.LightningModule | None = None,
+        dataloaders: Any = None,
+        datamodule: Any = None,
+        ckpt_path: str | None = "best",
+        verbose: bool = True,
+        **kwargs: Any,
+    ) -> list[dict[str, float]]:
+        """Test with AutoTimm's parameters: ``ckpt_path="best"`` (the default) is the
+        best checkpoint of this trainer's fit when there is one, else the model's
+        current weights; ``"last"`` resolves as in :meth:`fit`."""
         self._resolve_checkpoint_monitor(model if model is not None else self.lightning_module)
-        if "ckpt_path" in kwargs:
-            kwargs["ckpt_path"] = self._resolve_ckpt_path(kwargs["ckpt_path"])
-        return super().test(model, *args, **kwargs)
+        if ckpt_path == "best" and not self.best_model_path:
+            ckpt_path = None
+        return super().test(
+            model,
+            dataloaders,
+            ckpt_path=self._resolve_ckpt_path(ckpt_path),
+            verbose=verbose,
+            datamodule=datamodule,
+            **kwargs,
+        )
 
     @property
     def best_model_path(self) -> str:

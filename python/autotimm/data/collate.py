@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from autotimm.constants import DEFAULT_STRIDES
+from autotimm.data.label_checks import check_labels
 
 __all__ = ["FCOSTargetCollate", "detection_collate_fn"]
 
@@ -37,7 +38,9 @@ def _stack_padded(images: Sequence[torch.Tensor], size_divisor: int = 1) -> torc
     return out.as_subclass(torch.Tensor)
 
 
-def detection_collate_fn(batch: Sequence[dict[str, Any]], size_divisor: int = 1) -> dict[str, Any]:
+def detection_collate_fn(
+    batch: Sequence[dict[str, Any]], size_divisor: int = 1, num_classes: int | None = None
+) -> dict[str, Any]:
     """Collate detection items into AutoTimm's batch dict.
 
     Parameters
@@ -47,6 +50,9 @@ def detection_collate_fn(batch: Sequence[dict[str, Any]], size_divisor: int = 1)
         ``orig_size``, ``crowd_boxes``, ``crowd_labels``, ``resized_size``.
     size_divisor:
         Pad the batch height and width up to a multiple of this.
+    num_classes:
+        If given, every label must be in ``[0, num_classes)``
+        (:class:`autotimm.data.label_checks.LabelRangeError` naming the image id).
     """
     if len(batch) == 0:
         raise ValueError("detection_collate_fn got an empty batch")
@@ -69,6 +75,8 @@ def detection_collate_fn(batch: Sequence[dict[str, Any]], size_divisor: int = 1)
             ]
         ),
     }
+    if num_classes is not None:
+        check_labels(out["labels"], num_classes, out["image_ids"], "batch")
     if all("crowd_boxes" in item for item in batch):
         out["crowd_boxes"] = [
             torch.as_tensor(item["crowd_boxes"], dtype=torch.float32).reshape(-1, 4)
@@ -104,6 +112,8 @@ class FCOSTargetCollate:
         Centre sampling radius in strides (``None`` → off).
     size_divisor:
         Pad the batch to a multiple of this (see :func:`detection_collate_fn`).
+    num_classes:
+        If given, labels are checked against it (see :func:`detection_collate_fn`).
     """
 
     def __init__(
@@ -112,6 +122,7 @@ class FCOSTargetCollate:
         regress_ranges: Sequence[Sequence[float]] | None = None,
         center_sampling_radius: float | None = None,
         size_divisor: int = 1,
+        num_classes: int | None = None,
     ) -> None:
         self.strides = tuple(int(s) for s in strides)
         self.regress_ranges = (
@@ -121,6 +132,7 @@ class FCOSTargetCollate:
         )
         self.center_sampling_radius = center_sampling_radius
         self.size_divisor = int(size_divisor)
+        self.num_classes = num_classes
 
     def __repr__(self) -> str:
         return (
@@ -131,7 +143,7 @@ class FCOSTargetCollate:
     def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
         from autotimm.ops import fcos_targets
 
-        out = detection_collate_fn(batch, self.size_divisor)
+        out = detection_collate_fn(batch, self.size_divisor, self.num_classes)
         h, w = (int(v) for v in out["images"].shape[-2:])
         sizes = [(math.ceil(h / s), math.ceil(w / s)) for s in self.strides]
         out["targets"] = tuple(

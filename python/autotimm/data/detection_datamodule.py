@@ -396,6 +396,7 @@ class DetectionDataModule(pl.LightningDataModule):
                 strides=model.strides,
                 regress_ranges=getattr(model, "regress_ranges", None),
                 center_sampling_radius=getattr(model, "center_sampling_radius", None),
+                num_classes=getattr(model, "num_classes", None),
             )
         return detection_collate_fn
 

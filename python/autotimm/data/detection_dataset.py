@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from autotimm.data.label_checks import check_labels
+
 __all__ = [
     "BOX_TOLERANCE",
     "COCODetectionDataset",
@@ -220,6 +222,12 @@ class _DetectionDatasetBase(torch.utils.data.Dataset):
         }
         if self.transform is not None:
             item = self.transform(item)
+        check_labels(
+            [torch.as_tensor(item["labels"])],
+            self.num_classes,
+            [f"{path} ({self._entries[index]})"],
+            type(self).__name__,
+        )
         return item
 
 

@@ -15,9 +15,11 @@ import torch.nn as nn
 
 from autotimm.constants import DEFAULT_PRE_NMS_TOP_K, DEFAULT_REGRESS_RANGES, DEFAULT_STRIDES
 from autotimm.core.backbone import FeatureBackboneConfig, get_feature_channels, get_feature_strides
+from autotimm.core.compilation import is_compilation_error
 from autotimm.core.logging_config import LoggingConfig
 from autotimm.core.metrics import MetricConfig, MetricManager, build_metric
 from autotimm.core.utils import seed_everything
+from autotimm.data.label_checks import assert_labels_in_range_async, check_labels
 from autotimm.data.transform_config import TransformConfig
 from autotimm.losses import FocalLoss, GIoULoss, IoULoss, get_loss_registry, ltrb_as_boxes
 from autotimm.losses.fcos import detection_losses, flatten_levels
@@ -536,6 +538,8 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         try:
             return self._run_model(images)
         except Exception as exc:
+            if not is_compilation_error(exc):  # OOM, the input's shape, ...: not ours to hide
+                raise
             compiled = {n: getattr(self, n) for n in _COMPILED_CHILDREN}
             self._uncompile()
             try:
@@ -572,6 +576,24 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             raise KeyError(f"batch has no 'images' (or 'image') key; keys: {sorted(batch)}")
         raise TypeError(f"batch must be a dict or a tensor, got {type(batch).__name__}")
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Check the labels of a batch dict against ``num_classes`` while they are
+        still on the CPU (no device synchronisation; the error names the image id)."""
+        self._check_labels(batch)
+        return batch
+
+    def _check_labels(self, batch: Any) -> None:
+        """Labels in ``[0, num_classes)``: checked on the CPU (error naming the image),
+        a device-side assertion on an accelerator (no host synchronisation)."""
+        labels = batch.get("labels") if isinstance(batch, dict) else None
+        if not labels:
+            return
+        if all(lab.device.type == "cpu" for lab in labels):
+            check_labels(labels, self.num_classes, batch.get("image_ids"), "batch")
+        else:
+            assert_labels_in_range_async(torch.cat([lab.reshape(-1) for lab in labels]),
+                                         self.num_classes)
+
     def _targets(
         self, batch: dict[str, Any], images: torch.Tensor, sizes: list[tuple[int, int]]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -603,6 +625,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         """Weighted losses of a batch: ``loss``, ``cls_loss``, ``reg_loss``,
         ``centerness_loss``, ``num_pos`` (0-dim tensors, no host synchronisation)."""
         images = self._images(batch)
+        self._check_labels(batch)
         cls_out, reg_out, ctr_out = self(images)
         sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in cls_out]
         cls_t, reg_t, ctr_t = self._targets(batch, images, sizes)
