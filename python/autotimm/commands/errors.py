@@ -67,24 +67,44 @@ _KEY = re.compile(r'Parser key "([^"]+)":')
 
 
 def condense_parser_error(message: str) -> str:
-    """One line from jsonargparse's nested error: the flag and what it expected.
+    """One line from jsonargparse's nested error: the flag and what went wrong.
 
     ``Parser key "data": ... Parser key "image_size": Expected a <class 'int'>.
-    Got value: abc`` becomes ``--data.image_size: expected a int, got value: abc``.
+    Got value: abc`` becomes ``--data.image_size: expected a int. Got value: abc``.
     """
     lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
     if not lines:
         return "invalid arguments"
-    keys = [m.group(1) for m in _KEY.finditer(str(message))]
+    keys: list[str] = []
+    nested: str | None = None
+    detail: str | None = None
+    for line in lines:
+        key = _KEY.search(line)
+        if key:
+            keys.append(key.group(1))
+            continue
+        if line.startswith("Given value"):
+            found = re.search(r"NestedArg\(key='([^']+)'", line)
+            nested = found.group(1) if found else nested
+            continue
+        if detail is None and not line.startswith(_UNION_NOISE):
+            detail = line[2:] if line.startswith("- ") else line
     if not keys:
         return lines[0]
-    last = [i for i, ln in enumerate(lines) if _KEY.search(ln)][-1]
-    detail = lines[last + 1] if last + 1 < len(lines) else lines[last]
-    detail = re.sub(r"<class '([\w.]+)'>", r"\1", detail)
-    if detail.startswith("- "):
-        detail = detail[2:]
+    if nested is not None and nested not in keys:
+        keys.append(nested)
+    detail = re.sub(r"<class '([\w.]+)'>", r"\1", detail or lines[-1])
     flag = "--" + ".".join(k for k in keys if k != "init_args")
     return f"{flag}: {detail[:1].lower()}{detail[1:]}"
+
+
+_UNION_NOISE = (
+    "Does not validate against any of the Union",
+    "Subtypes:",
+    "Errors:",
+    "- Problem with given class_path",
+    "- Expected a <class 'NoneType'>",
+)
 
 
 def _message(exc: BaseException) -> str:
@@ -105,7 +125,7 @@ def report_error(prog: str, exc: BaseException, verbose: bool) -> int:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     else:
         print(f"{prog}: error: {_message(exc)}", file=sys.stderr)
-        if not isinstance(exc, UserError):
+        if not isinstance(exc, UserError) and type(exc).__name__ != "ArgumentError":
             print(_HINT, file=sys.stderr)
     sys.stderr.flush()
     return 2 if isinstance(exc, UserError) or type(exc).__name__ == "ArgumentError" else 1

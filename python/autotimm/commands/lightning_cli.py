@@ -125,11 +125,15 @@ class AutoTimmCLI(LightningCLI):
 
     # -- parsing: demo defaults, or own-data defaults when a data source is given
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        super().parse_arguments(parser, args)
+        args = list(sys.argv[1:] if args is None else args)
+        # a first pass finds the data source (--print_config would print and exit)
+        super().parse_arguments(parser, [a for a in args if not a.startswith("--print_config")])
         sub = self.config.get("subcommand")
         section = self.config[sub] if sub else self.config
         self.is_demo = is_demo_data(section.get("data"))
         if self.is_demo:
+            if any(a.startswith("--print_config") for a in args):
+                super().parse_arguments(parser, args)
             return
         own = _own_data_defaults(section.get("data"))
         for p in getattr(self, "_autotimm_parsers", []):

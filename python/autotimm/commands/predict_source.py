@@ -29,9 +29,16 @@ __all__ = ["build_parser", "load_detector", "main", "predict_files"]
 DEFAULT_OUTPUT_DIR = f"{RUNS_DIR}/predict"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as one line (a :class:`UserError`), not the usage block."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UserError(f"{message} (see autotimm predict --source . --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autotimm predict",
         description="Detect objects in image files with a trained checkpoint.",
     )
