@@ -240,9 +240,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         self._points_cache: dict[tuple[Any, ...], torch.Tensor] = {}
 
         # Model
-        self.backbone = build_detection_backbone(
-            backbone_cfg, image_size=getattr(transform_config, "image_size", None)
-        ).module
+        self.backbone = build_detection_backbone(backbone_cfg).module
         self._check_backbone_strides()
         self.fpn = FPN(
             in_channels_list=get_feature_channels(self.backbone),
