@@ -98,18 +98,22 @@ def test_explicit_out_indices_win() -> None:
     assert built.channels == (256, 512)
 
 
-def test_transformers_run_at_the_detector_image_size() -> None:
-    """Built with timm's dynamic image size: any side that is a multiple of 32 runs."""
-    model = ObjectDetector(
-        backbone=FeatureBackboneConfig("vit_tiny_patch16_224", pretrained=False),
-        num_classes=2,
-        fpn_channels=8,
-        head_num_convs=1,
-        compile_model=False,
-        deterministic=False,
-        transform_config=TransformConfig(image_size=96),
-    )
-    model.eval()
+def test_transformers_run_at_any_image_size_and_reload() -> None:
+    """Built with timm's dynamic image size: any side that is a multiple of 32 runs, and
+    the weights do not depend on the data's size (a checkpoint loads into a new model)."""
+
+    def make() -> ObjectDetector:
+        return ObjectDetector(
+            backbone=FeatureBackboneConfig("vit_tiny_patch16_224", pretrained=False),
+            num_classes=2,
+            fpn_channels=8,
+            head_num_convs=1,
+            compile_model=False,
+            deterministic=False,
+            transform_config=TransformConfig(image_size=96),
+        )
+
+    model = make().eval()
     for size in (96, 160):
         with torch.no_grad():
             cls_out, _, _ = model(torch.randn(1, 3, size, size))
@@ -118,7 +122,16 @@ def test_transformers_run_at_the_detector_image_size() -> None:
             (size // 16, size // 16),
             (size // 32, size // 32),
         ]
-    assert model.backbone.body.model.patch_embed.img_size == (96, 96)
+    make().load_state_dict(model.state_dict())
+
+
+def test_image_size_sets_the_position_embedding_grid() -> None:
+    built = build_detection_backbone(
+        FeatureBackboneConfig("vit_tiny_patch16_224", pretrained=False), image_size=96
+    )
+    assert built.module.body.model.patch_embed.img_size == (96, 96)
+    with torch.no_grad():
+        assert [m.shape[-1] for m in built.module(torch.randn(1, 3, 64, 64))] == [8, 4, 2]
 
 
 def test_user_image_size_keywords_are_kept() -> None:

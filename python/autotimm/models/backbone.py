@@ -6,8 +6,8 @@ RegNet, MobileNet: 5 levels; ConvNeXt, Swin, PVT: 4 levels). Channels-last
 maps (Swin) are made NCHW. A single-scale model (plain ViT, DeiT, BEiT: one
 stride-16 map) gets a simple feature pyramid (ViTDet): up-sampled x2,
 identity, max-pooled x2. Transformers are built with timm's
-``dynamic_img_size`` so that they run at the detector's image size, not only
-at the size they were defined for.
+``dynamic_img_size`` so that they run at the data's image size (any multiple
+of 32), not only at the size they were defined for.
 """
 
 from __future__ import annotations
@@ -139,10 +139,14 @@ def build_detection_backbone(
         and 32; a model whose levels all share one stride (a plain ViT) gets a
         :class:`SimpleFeaturePyramid` from its last level.
     image_size : int or (int, int), optional
-        The detector's input size. Models that take an input size (ViT, Swin,
-        ...) are built with ``img_size=image_size`` (when given) and
-        ``dynamic_img_size=True`` (any input whose sides are multiples of the
-        patch grid runs), unless ``extra_kwargs`` sets either.
+        Models that take an input size (ViT, Swin, ...) are always built with
+        ``dynamic_img_size=True``: any input whose sides are multiples of the
+        patch grid runs, position embeddings interpolated to it. ``image_size``
+        also sets timm's ``img_size``, the grid the position embeddings are made
+        for (their shape: a model must be rebuilt with the same value to load
+        its weights). ``ObjectDetector`` leaves it unset, so its checkpoints
+        load whatever the data's size. ``extra_kwargs`` setting ``img_size`` or
+        ``dynamic_img_size`` overrides both.
 
     Returns
     -------
