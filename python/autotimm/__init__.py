@@ -60,7 +60,14 @@ _EXPORTS: dict[str, str] = {
     # training and export
     "AutoTrainer": "autotimm.trainer",
     "TunerConfig": "autotimm.trainer",
+    "export_to_torchscript": "autotimm.export",
+    "load_torchscript": "autotimm.export",
+    "export_checkpoint_to_torchscript": "autotimm.export",
+    "validate_torchscript_export": "autotimm.export",
     "export_to_onnx": "autotimm.export",
+    "load_onnx": "autotimm.export",
+    "export_checkpoint_to_onnx": "autotimm.export",
+    "validate_onnx_export": "autotimm.export",
 }
 
 # AutoTimm's singular module aliases: ``import autotimm.loss`` etc.
