@@ -96,13 +96,18 @@ def test_version(capsys) -> None:
     assert capsys.readouterr().out.startswith("autotimm ")
 
 
-def test_help_lists_subcommands(capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["--help"])
-    assert exc.value.code == 0
+def test_help_lists_every_command(capsys) -> None:
+    assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for sub in ("fit", "validate", "test", "predict"):
-        assert sub in text
+    for sub in ("fit", "validate", "test", "predict", "evaluate", "export"):
+        assert f"\n  {sub} " in text
+
+
+def test_fit_help_shows_model_and_data_options(capsys) -> None:
+    assert main(["fit", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--trainer.max_epochs", "--model.fpn_channels", "--data.train_csv"):
+        assert option in text
 
 
 def test_fit_fast_dev_run_with_config_file(coco_root, tmp_path, monkeypatch, capsys) -> None:
