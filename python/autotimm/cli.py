@@ -124,7 +124,11 @@ def _export(argv: list[str], verbose: bool) -> int:
             return int(module.main(argv) or 0)
         import argparse
 
-        parser = argparse.ArgumentParser(prog="autotimm")
+        class OneLineErrors(argparse.ArgumentParser):
+            def error(self, message: str) -> Any:  # type: ignore[override]
+                raise UserError(f"{message} (see autotimm export --help)")
+
+        parser = OneLineErrors(prog="autotimm")
         module.add_parser(parser.add_subparsers(dest="command", required=True))
         return int(module.run(parser.parse_args(["export", *argv])) or 0)
 
