@@ -91,9 +91,11 @@ def test_backbone_string_keeps_pretrained_and_fails_clearly_offline(monkeypatch)
         return real(name, pretrained=False, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", offline)
+    # past the quick reachability check, as if the hub answered
+    monkeypatch.setattr(autotimm.core.backbone, "check_weights_reachable", lambda *a, **k: None)
     with pytest.raises(RuntimeError, match=r"pretrained=False"):
         ObjectDetector("resnet18", num_classes=2, compile_model=False, deterministic=False)
-    assert seen[0] is True
+    assert True in seen  # weights requested (after a weightless probe of the levels)
 
 
 def test_backbone_config_fields_are_honoured() -> None:
