@@ -236,7 +236,13 @@ class AutoTimmCLI(LightningCLI):
         return self.config[self.subcommand] if self.subcommand else self.config
 
     def _run_dir(self) -> Path:
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        """The run's folder, read once: ``trainer.log_dir`` is a collective call under DDP,
+        so the first call (in ``before_*``, on every rank) caches it for rank 0's later use."""
+        cached = getattr(self, "_run_dir_cache", None)
+        if cached is None or cached[0] is not self.trainer:
+            cached = (self.trainer, Path(self.trainer.log_dir or self.trainer.default_root_dir))
+            self._run_dir_cache = cached
+        return cached[1]
 
     def _output_dir(self, default_name: str = "predictions") -> Path:
         configured = self._sub().get("output_dir")
