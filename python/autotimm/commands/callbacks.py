@@ -246,7 +246,7 @@ class EvaluationReportWriter(Callback):
     """After ``validate``/``test``: per-class AP table (console + file), confusion matrix
     and precision-recall PNGs, from the detections the model's steps return.
 
-    Under DDP each process sees its shard; the report of process 0 covers its shard only.
+    Under DDP the counts and the AP are gathered from every process; process 0 writes.
 
     Parameters
     ----------
@@ -275,15 +275,22 @@ class EvaluationReportWriter(Callback):
             str(k) for k in range(int(getattr(pl_module, "num_classes", 0)))
         ]
         self.report = DetectionReport(names, self.score_thresh, confusion=self.confusion)
+        self.report.metric.to(pl_module.device)  # its states sync over the module's backend
 
     def _update(self, outputs: Any, batch: Any) -> None:
         if self.report is None or not isinstance(outputs, list) or not isinstance(batch, dict):
             return
         self.report.update(outputs, batch["boxes"], batch["labels"])
 
-    def _finish(self, trainer: Trainer, stage: str) -> None:
-        if self.report is None or trainer.global_rank != 0:
+    def _finish(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.report is None:
             return
+        if trainer.world_size > 1:  # every process joins the collectives; process 0 writes
+            device = pl_module.device
+            self.report.sync(lambda t: trainer.strategy.reduce(t.to(device), reduce_op="sum"))
+            if trainer.global_rank != 0:
+                self.report.metric.compute()
+                return
         files = self.report.write(self.output_dir, stage)
         self.lines = [f"\n{stage}: AP per class", files.table, *files.summary_lines()]
         print("\n".join(self.lines), flush=True)
@@ -306,7 +313,7 @@ class EvaluationReportWriter(Callback):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._finish(trainer, "validate")
+            self._finish(trainer, pl_module, "validate")
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start(pl_module)
@@ -323,4 +330,4 @@ class EvaluationReportWriter(Callback):
         self._update(outputs, batch)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._finish(trainer, "test")
+        self._finish(trainer, pl_module, "test")

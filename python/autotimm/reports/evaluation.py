@@ -13,7 +13,7 @@ the same pixels, e.g. the network input), then computes COCO AP with
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +113,16 @@ class DetectionReport:
                     k,
                     self.iou_threshold,
                 )
+
+    def sync(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Sum the confusion matrix and box counts over processes (DDP).
+
+        ``reduce_sum`` sums a tensor over processes (e.g. Lightning's
+        ``strategy.reduce(t, reduce_op="sum")``); the AP metric syncs itself in
+        :meth:`compute`, which every process must call.
+        """
+        self.matrix = reduce_sum(torch.from_numpy(self.matrix)).cpu().numpy().astype(np.int64)
+        self.num_gt = reduce_sum(torch.from_numpy(self.num_gt)).cpu().numpy().astype(np.int64)
 
     def write(self, output_dir: str | os.PathLike[str], stage: str) -> ReportFiles:
         """Compute the AP and write the table and PNGs under ``output_dir``."""
