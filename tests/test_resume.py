@@ -229,3 +229,103 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch) 
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
     with pytest.raises(TypeError, match="storage_options"):
         io.save_checkpoint({"step": 2}, target, storage_options={"x": 1})
+
+
+# --------------------------------------------------------------------------- #
+# The parts, without training
+# --------------------------------------------------------------------------- #
+class _Items(torch.utils.data.Dataset):
+    """Item ``i`` is ``(i, a random draw)``: the draw shows the seed it was loaded under."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int) -> tuple[int, float]:
+        return index, float(torch.rand(()))
+
+
+def _batches(loader: Any) -> list[list[tuple[int, float]]]:
+    return [[(int(i), float(r)) for i, r in zip(*batch, strict=True)] for batch in loader]
+
+
+def test_loader_resumes_mid_epoch_with_the_same_items() -> None:
+    from autotimm.data.resumable import resumable_loader
+
+    def loader(num_workers: int = 0) -> Any:
+        return resumable_loader(_Items(), seed=3, batch_size=3, num_workers=num_workers)
+
+    full = loader()
+    full.sampler.set_epoch(2)
+    epoch2 = _batches(full)
+    assert len(full) == 4 and sorted(i for b in epoch2 for i, _ in b) == list(range(10))
+    full.sampler.set_epoch(1)
+    assert _batches(full) != epoch2  # another permutation and other draws
+
+    it = iter(full)
+    full.sampler.set_epoch(2)
+    next(it)
+    next(it)
+    state = full.state_dict()
+    assert state == {"epoch": 2, "batches": 2}
+
+    resumed = loader(num_workers=2)
+    resumed.load_state_dict(state)
+    resumed.sampler.set_epoch(2)
+    assert _batches(resumed) == epoch2[2:]  # same items, same draws, other workers
+    assert resumed.state_dict() == {"epoch": 2, "batches": 4}
+    resumed.sampler.set_epoch(2)
+    assert _batches(resumed) == epoch2  # the skip applies once
+
+    other = loader()
+    other.load_state_dict({"epoch": 1, "batches": 4})  # an epoch that has ended
+    other.sampler.set_epoch(2)
+    assert _batches(other) == epoch2
+
+
+def test_loader_slices_per_process() -> None:
+    from autotimm.data.resumable import resumable_loader
+
+    parts = [
+        resumable_loader(_Items(), num_replicas=2, rank=rank, seed=0, batch_size=5)
+        for rank in (0, 1)
+    ]
+    seen = [i for part in parts for batch in _batches(part) for i, _ in batch]
+    assert sorted(seen) == list(range(10))
+    with pytest.raises(TypeError, match="resumable_loader sets 'shuffle' itself"):
+        resumable_loader(_Items(), shuffle=True)
+
+
+def test_random_generators_are_restored_at_train_start() -> None:
+    import random
+
+    import numpy as np
+
+    from autotimm.checkpointing import ResumeCallback
+
+    saver = ResumeCallback()
+    state = torch.load(_roundtrip(saver.state_dict()), weights_only=True)
+    expected = (torch.rand(2), np.random.rand(2), random.random())
+    restorer = ResumeCallback()
+    restorer.load_state_dict(state)
+
+    class _FitLoop:
+        def _load_combined_loader_states(self) -> None:
+            self.loaded = True
+
+    class _Trainer:
+        fit_loop = _FitLoop()
+
+    restorer.on_train_start(_Trainer(), None)  # type: ignore[arg-type]
+    assert _Trainer.fit_loop.loaded
+    assert torch.equal(torch.rand(2), expected[0])
+    assert np.array_equal(np.random.rand(2), expected[1])
+    assert random.random() == expected[2]
+
+
+def _roundtrip(obj: Any) -> Any:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return buffer
