@@ -75,7 +75,7 @@ def test_page_backbone_trains_one_step_and_predicts(name: str) -> None:
         ("mobilenetv3_small_100", nn.Module, (24, 48, 576)),
         ("regnetx_002", nn.Module, (56, 152, 368)),
         ("swin_tiny_patch4_window7_224", ChannelsFirst, (192, 384, 768)),  # NHWC -> NCHW
-        ("vit_tiny_patch16_224", SimpleFeaturePyramid, (96, 192, 192)),
+        ("vit_tiny_patch16_224", SimpleFeaturePyramid, (192, 192, 192)),
     ],
 )
 def test_levels_at_strides_8_16_32_as_nchw(name: str, module_type: type, channels: tuple) -> None:
@@ -88,6 +88,13 @@ def test_levels_at_strides_8_16_32_as_nchw(name: str, module_type: type, channel
     assert [tuple(m.shape) for m in maps] == [
         (1, c, 96 // s, 96 // s) for c, s in zip(channels, built.strides, strict=True)
     ]
+
+
+def test_the_simple_pyramid_adds_no_weights_to_the_backbone() -> None:
+    built = build_detection_backbone(
+        FeatureBackboneConfig("vit_tiny_patch16_224", pretrained=False)
+    )
+    assert list(built.module.parameters()) == list(built.module.body.parameters())
 
 
 def test_explicit_out_indices_win() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.models import FeatureInfo
 
 from autotimm.constants import DEFAULT_STRIDES
@@ -81,9 +82,11 @@ class ChannelsFirst(nn.Module):
 class SimpleFeaturePyramid(nn.Module):
     """Three maps from a single-scale backbone's last map (ViTDet's simple pyramid).
 
-    From the map at stride ``s`` with ``C`` channels: ``ConvTranspose2d(C, C // 2,
-    2, stride 2)`` gives stride ``s / 2``, the map itself stride ``s``, and
-    ``MaxPool2d(2, stride 2, ceil_mode)`` stride ``2 s``.
+    From the map at stride ``s``: bilinear up-sampling x2 gives stride ``s / 2``,
+    the map itself stride ``s``, and ``MaxPool2d(2, stride 2, ceil_mode)`` stride
+    ``2 s``. The pyramid has no parameters of its own (the FPN's lateral and
+    output convolutions learn on top of it), so ``freeze_backbone`` freezes
+    exactly the timm model and the backbone's weights are the timm model's.
 
     Parameters
     ----------
@@ -96,7 +99,7 @@ class SimpleFeaturePyramid(nn.Module):
 
     Forward
     -------
-    images : [B, 3, H, W] -> [[B, C // 2, 2h, 2w], [B, C, h, w], [B, C, ceil(h / 2), ceil(w / 2)]]
+    images : [B, 3, H, W] -> [[B, C, 2h, 2w], [B, C, h, w], [B, C, ceil(h / 2), ceil(w / 2)]]
     with ``h, w = H / s, W / s``.
     """
 
@@ -107,21 +110,21 @@ class SimpleFeaturePyramid(nn.Module):
                 f"a simple feature pyramid needs an even stride to up-sample x2, got {stride}"
             )
         self.body = body
-        self.up = nn.ConvTranspose2d(channels, channels // 2, kernel_size=2, stride=2)
         self.down = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
-        module = body.feature_info.get_dicts()[-1]["module"]
+        module = f"body.{body.feature_info.get_dicts()[-1]['module']}"
         self.feature_info = FeatureInfo(
             [
-                {"num_chs": channels // 2, "reduction": stride // 2, "module": "up"},
-                {"num_chs": channels, "reduction": stride, "module": f"body.{module}"},
-                {"num_chs": channels, "reduction": stride * 2, "module": "down"},
+                {"num_chs": channels, "reduction": stride // 2, "module": module},
+                {"num_chs": channels, "reduction": stride, "module": module},
+                {"num_chs": channels, "reduction": stride * 2, "module": module},
             ],
             (0, 1, 2),
         )
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         feature = self.body(images)[-1]
-        return [self.up(feature), feature, self.down(feature)]
+        up = F.interpolate(feature, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return [up, feature, self.down(feature)]
 
 
 def build_detection_backbone(
