@@ -184,7 +184,8 @@ def test_pretrained_without_network_fails_fast_and_says_so(monkeypatch, tmp_path
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(socket, "create_connection", unreachable)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match=r"cannot be reached.*pretrained=False"):
         ObjectDetector(backbone="resnet18", num_classes=2, compile_model=False, deterministic=False)

@@ -192,7 +192,7 @@ def check_weights_reachable(model_name: str, timeout_s: float = 3.0) -> None:
     timm retries an unreachable hub for about a minute; this looks in the local
     Hugging Face and torch hub caches and, when the weights are not there,
     opens one connection to their host (``timeout_s``). Anything it cannot
-    resolve (unknown sources, offline mode) is left to timm.
+    resolve (unknown sources, offline mode, an HTTPS proxy) is left to timm.
 
     Raises
     ------
@@ -217,6 +217,8 @@ def _uncached_weights_host(model_name: str) -> str | None:
     """Host to download the weights from, or None when they are cached or unknown."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return None  # timm fails fast itself, or reads the cache
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # downloads go through a proxy: a direct connection proves nothing
     try:
         from huggingface_hub import constants as hf_constants
         from huggingface_hub import try_to_load_from_cache
