@@ -266,13 +266,13 @@ def test_loader_resumes_mid_epoch_with_the_same_items() -> None:
     next(it)
     next(it)
     state = full.state_dict()
-    assert state == {"epoch": 2, "batches": 2}
+    assert state == {"epoch": 2, "batches": 2, "seed": 3}
 
-    resumed = loader(num_workers=2)
-    resumed.load_state_dict(state)
+    resumed = resumable_loader(_Items(), seed=5, batch_size=3, num_workers=2)
+    resumed.load_state_dict(state)  # the saved seed wins
     resumed.sampler.set_epoch(2)
     assert _batches(resumed) == epoch2[2:]  # same items, same draws, other workers
-    assert resumed.state_dict() == {"epoch": 2, "batches": 4}
+    assert resumed.state_dict() == {"epoch": 2, "batches": 4, "seed": 3}
     resumed.sampler.set_epoch(2)
     assert _batches(resumed) == epoch2  # the skip applies once
 

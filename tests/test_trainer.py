@@ -157,3 +157,13 @@ def test_ckpt_path_last(tmp_path) -> None:
     (new.parent / ".last.ckpt.abc.tmp").write_bytes(b"partial")
     assert trainer._resolve_ckpt_path("last") == str(new)
     assert trainer._resolve_ckpt_path("best.ckpt") == "best.ckpt"
+
+
+def test_a_given_checkpoint_io_is_kept() -> None:
+    from lightning.fabric.plugins import TorchCheckpointIO
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    mine = TorchCheckpointIO()
+    assert _quiet(plugins=[mine]).strategy.checkpoint_io is mine
+    strategy = SingleDeviceStrategy(device="cpu", checkpoint_io=mine)
+    assert _quiet(strategy=strategy).strategy.checkpoint_io is mine

@@ -278,7 +278,10 @@ class AutoTrainer(pl.Trainer):
         plugins = trainer_kwargs.pop("plugins", None)
         plugin_list = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         plugin_list = [p for p in plugin_list if p is not None]
-        if not any(isinstance(p, CheckpointIO) for p in plugin_list):
+        strategy = trainer_kwargs.get("strategy")
+        if not any(isinstance(p, CheckpointIO) for p in plugin_list) and (
+            getattr(strategy, "_checkpoint_io", None) is None
+        ):
             plugin_list.append(AtomicCheckpointIO())
         if json_progress:
             cb_list.append(

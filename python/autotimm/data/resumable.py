@@ -39,7 +39,8 @@ __all__ = [
 
 
 def global_seed() -> int:
-    """The run's seed: Lightning's ``PL_GLOBAL_SEED`` (set by ``seed_everything``), else 0."""
+    """The run's seed: Lightning's ``PL_GLOBAL_SEED`` (set by ``seed_everything``), else 0
+    (as Lightning's distributed sampler: every process must use the same seed)."""
     try:
         return int(os.environ.get("PL_GLOBAL_SEED", "0"))
     except ValueError:
@@ -185,16 +186,22 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        """``epoch`` and ``batches`` yielded in it (= trained on: Lightning does not
-        prefetch from a loader with a length)."""
+        """``epoch``, ``batches`` yielded in it (= trained on: Lightning does not
+        prefetch from a loader with a length) and the sampler's ``seed``."""
         epoch = getattr(self.sampler, "epoch", 0)
-        return {"epoch": int(epoch), "batches": int(self._batches_yielded)}
+        state = {"epoch": int(epoch), "batches": int(self._batches_yielded)}
+        if isinstance(self.sampler, ResumableSampler):
+            state["seed"] = int(self.sampler.seed)
+        return state
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume ``state["epoch"]`` after its first ``state["batches"]`` batches."""
+        """Resume ``state["epoch"]`` after its first ``state["batches"]`` batches, with
+        the saved seed."""
         sampler = self.sampler
         if not isinstance(sampler, ResumableSampler) or not self.batch_size:
             return
+        if "seed" in state:
+            sampler.seed = int(state["seed"])
         sampler.resume_at(int(state["epoch"]), int(state["batches"]) * int(self.batch_size))
 
 
