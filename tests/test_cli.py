@@ -145,7 +145,7 @@ def test_fit_fast_dev_run_with_config_file(coco_root, tmp_path, monkeypatch, cap
 
 def test_fit_writes_checkpoint_metrics_and_pngs(trained) -> None:
     runs = trained["out"] / "runs"
-    assert len(trained["ckpts"]) == 1  # best by val/map, save_top_k=1
+    assert len(trained["ckpts"]) == 1  # best by val/map, save_top_k=1 (besides last.ckpt)
     [version] = list((runs / "lightning_logs").iterdir())
     records = json.loads((version / "metrics.json").read_text())
     assert [r["epoch"] for r in records] == [0, 1]
@@ -189,6 +189,10 @@ def test_predict_writes_coco_results(trained, coco_root, tmp_path) -> None:
     assert code == 0
 
 
+def state_path(trained: dict) -> Path:
+    return trained["ckpts"][0]
+
+
 def _validate_cmd(root: Path, ckpt: Path, out: Path, ddp: bool) -> list[str]:
     cmd = [
         sys.executable,
@@ -221,10 +225,17 @@ def test_ddp_two_processes_match_one(trained, coco_root, tmp_path) -> None:
 
     # A checkpoint whose boxes overlap the objects: every point predicts an 18x18
     # box (zero regression weights, bias 9 px), scored by the trained weights.
+    from autotimm import ObjectDetector
+
     state = torch.load(trained["ckpts"][0], map_location="cpu", weights_only=False)
     sd = state["state_dict"]
     sd["head.reg_pred.weight"].zero_()
     sd["head.reg_pred.bias"].fill_(9.0)
+    # a head that multiplies distances by the level's stride gets 1/stride scales
+    head_strides = getattr(ObjectDetector.load_from_checkpoint(state_path(trained)).head,
+                           "strides", None)  # fmt: skip
+    for level, stride in enumerate(head_strides or ()):
+        sd[f"head.scales.{level}.scale"].fill_(1.0 / stride)
     ckpt = tmp_path / "boxes.ckpt"
     torch.save(state, ckpt)
     env = {**os.environ, "AUTOTIMM_NO_BANNER": "1", "OMP_NUM_THREADS": "1"}
@@ -244,5 +255,6 @@ def test_ddp_two_processes_match_one(trained, coco_root, tmp_path) -> None:
     single, ddp = results[False], results[True]
     assert "val/map" in single and single.keys() == ddp.keys()
     assert single["val/map_50"] > 0, "the check needs detections that match"
-    for key in single:
+    # the metric (each image once, synchronised) must agree; mean losses depend on sharding
+    for key in [k for k in single if k.startswith(("val/map", "val/mar"))]:
         assert ddp[key] == pytest.approx(single[key], abs=1e-6), key

@@ -88,6 +88,11 @@ def _is_help(argv: Sequence[str]) -> bool:
 
 def _lightning(argv: list[str]) -> int:
     if _is_help(argv[1:2]) or (_is_help(argv) and len(argv) == 2):
+        if argv[0] == "predict":  # image files first: the common case
+            from autotimm.commands.predict_source import build_parser
+
+            print(build_parser().format_help())
+            print("=== predict on a labelled split (no --source) ===", flush=True)
         # Lightning's help, then the model's and the data module's options
         for extra, title in (
             ([], None),

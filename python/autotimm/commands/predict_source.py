@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
     """Reports a usage error as one line (a :class:`UserError`), not the usage block."""
 
     def error(self, message: str) -> Any:  # type: ignore[override]
-        raise UserError(f"{message} (see autotimm predict --source . --help)")
+        raise UserError(f"{message} (see autotimm predict --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
