@@ -32,6 +32,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::parallel;
 
@@ -71,7 +72,8 @@ pub struct Options {
     pub center_sampling_radius: Option<f64>,
     /// If set, labels must be `< num_classes`.
     pub num_classes: Option<i64>,
-    /// Worker threads across images (0: rayon's default, 1: no rayon at all).
+    /// Worker threads across images (0: the available cores capped by
+    /// `AUTOTIMM_NUM_THREADS`, 1: no rayon at all).
     pub num_threads: usize,
 }
 
@@ -106,14 +108,14 @@ pub fn fcos_targets(
         .iter()
         .try_fold(0usize, |acc, l| acc.checked_add(l.num_points()?))
         .ok_or_else(|| Error::value("feature_sizes", "the number of points overflows"))?;
-    let total = num_images
-        .checked_mul(num_points)
-        .and_then(|t| t.checked_mul(4).map(|_| t))
-        .ok_or_else(|| Error::value("feature_sizes", "the number of targets overflows"))?;
-
-    let mut cls = vec![BACKGROUND; total];
-    let mut reg = vec![0.0f32; total * 4];
-    let mut ctr = vec![0.0f32; total];
+    let total = alloc::product("feature_sizes", &[num_images, num_points])?;
+    let mut cls = alloc::filled("feature_sizes", total, BACKGROUND)?;
+    let mut reg = alloc::filled(
+        "feature_sizes",
+        alloc::product("feature_sizes", &[total, 4])?,
+        0.0f32,
+    )?;
+    let mut ctr = alloc::filled("feature_sizes", total, 0.0f32)?;
     if num_points > 0 && num_images > 0 {
         let radius = options.center_sampling_radius;
         let image = |(i, ((cls, reg), ctr)): ImageChunk<'_>| {
@@ -142,7 +144,7 @@ pub fn fcos_targets(
                     .zip(ctr.par_chunks_mut(num_points))
                     .enumerate()
                     .for_each(image);
-            });
+            })?;
         }
     }
     Ok(Targets {

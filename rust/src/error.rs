@@ -20,6 +20,8 @@ pub enum Error {
     },
     /// A value is out of its domain: NaN, negative size, unknown id, ...
     Value { arg: &'static str, msg: String },
+    /// An allocation sized from `arg` cannot be made (maps to `MemoryError`).
+    Memory { arg: &'static str, what: String },
     /// A file or document could not be parsed; `source` names the file.
     Parse { source: String, msg: String },
     /// A file could not be read.
@@ -53,6 +55,7 @@ impl fmt::Display for Error {
                 write!(f, "{arg} has dtype {got}; expected {expected}")
             }
             Error::Value { arg, msg } => write!(f, "{arg}: {msg}"),
+            Error::Memory { arg, what } => write!(f, "{arg}: cannot allocate {what}"),
             Error::Parse { source, msg } => write!(f, "{source}: {msg}"),
             Error::Io { path, msg } => write!(f, "{path}: {msg}"),
         }

@@ -1,6 +1,7 @@
 //! `autotimm._native`: the Python module. This file only lists what is bound;
 //! the algorithms live in pure-Rust modules, the glue in `py/`.
 
+pub mod alloc;
 pub mod assign;
 pub mod coco;
 pub mod error;

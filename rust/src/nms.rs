@@ -233,22 +233,22 @@ pub fn nms<T: Float>(boxes: &[T], scores: &[T], iou_threshold: f64) -> Result<Ve
     let order = sort_desc(scores);
     let all: Vec<u32> = (0..n as u32).collect();
     let buckets = [0, n];
-    Ok(run_buckets(
+    run_buckets(
         boxes,
         &order,
         &all,
         &buckets,
         T::threshold(iou_threshold),
         1,
-    ))
+    )
 }
 
 /// NMS per class like `torchvision.ops.batched_nms`: boxes of different
 /// `idxs` never suppress each other (up to torchvision's own coordinate-offset
 /// rounding below [`VANILLA_MIN_BOXES`] boxes, which is reproduced). Returns
 /// the kept indices in decreasing score order (ties: lower index first).
-/// `num_threads` caps the rayon workers for large inputs (0 = rayon default,
-/// 1 = this thread only).
+/// `num_threads` caps the rayon workers for large inputs (0 = the available cores
+/// capped by `AUTOTIMM_NUM_THREADS`, 1 = this thread only).
 ///
 /// # Errors
 /// Mismatched lengths, NaN or infinite boxes or scores, a NaN threshold.
@@ -274,21 +274,14 @@ pub fn batched_nms<T: Float>(
     let order = sort_desc(scores);
     let (grouped, buckets) = group_by_class(idxs, &order);
     if n >= VANILLA_MIN_BOXES {
-        return Ok(run_buckets(
-            boxes,
-            &order,
-            &grouped,
-            &buckets,
-            thr,
-            num_threads,
-        ));
+        return run_buckets(boxes, &order, &grouped, &buckets, thr, num_threads);
     }
     let shifted = shift_by_class(boxes, idxs);
     if iou_threshold >= 0.0 && classes_disjoint(&shifted, &order, &grouped, &buckets) {
-        Ok(run_buckets(&shifted, &order, &grouped, &buckets, thr, 1))
+        run_buckets(&shifted, &order, &grouped, &buckets, thr, 1)
     } else {
         let all: Vec<u32> = (0..n as u32).collect();
-        Ok(run_buckets(&shifted, &order, &all, &[0, n], thr, 1))
+        run_buckets(&shifted, &order, &all, &[0, n], thr, 1)
     }
 }
 
@@ -597,7 +590,7 @@ fn run_buckets<T: Float>(
     buckets: &[usize],
     thr: T,
     num_threads: usize,
-) -> Vec<i64> {
+) -> Result<Vec<i64>> {
     let n = order.len();
     let mut keep = vec![false; n];
     let parallel = num_threads != 1 && n >= PARALLEL_MIN_BOXES && buckets.len() > 2;
@@ -613,7 +606,7 @@ fn run_buckets<T: Float>(
                     soa.kept.iter().map(|&k| positions[k as usize]).collect()
                 })
                 .collect()
-        });
+        })?;
         for p in kept.into_iter().flatten() {
             keep[p as usize] = true;
         }
@@ -628,12 +621,12 @@ fn run_buckets<T: Float>(
             }
         }
     }
-    order
+    Ok(order
         .iter()
         .zip(&keep)
         .filter(|(_, &k)| k)
         .map(|(&i, _)| i as i64)
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

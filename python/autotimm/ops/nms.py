@@ -8,8 +8,10 @@ IoU computed in the boxes' dtype and suppression iff ``IoU > iou_threshold``
 with the threshold taken as a double. ``batched_nms`` reproduces torchvision's
 two CPU paths: up to 1000 boxes the coordinate-offset trick (with its float
 rounding), above 1000 boxes NMS per class. On the per-class path torchvision
-orders kept boxes of exactly equal score with an unstable sort; this module
-puts the lower index first.
+orders the kept boxes with torch's default (unstable) sort,
+``keep[scores[keep].sort(descending=True)[1]]`` over the kept indices in
+ascending order; this module finishes that path with the same call, so equal
+scores come out in torchvision's order there too.
 
 Differences from torchvision, all on invalid input: NaN or infinite boxes or
 scores and a NaN threshold raise ``ValueError`` (torchvision returns an
@@ -27,6 +29,8 @@ from autotimm import _native
 __all__ = ["batched_nms", "nms"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+# torchvision's batched_nms runs NMS per class on CPU when boxes.numel() > 4000.
+_VANILLA_MIN_BOXES = 1001
 _INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
@@ -104,8 +108,9 @@ def batched_nms(
     Returns
     -------
     torch.Tensor
-        ``(K,)`` int64 indices of the kept boxes, in decreasing score order
-        (equal scores: lower index first).
+        ``(K,)`` int64 indices of the kept boxes, in decreasing score order;
+        equal scores in torchvision's order (lower index first up to 1000
+        boxes, torch's default sort above).
 
     Raises
     ------
@@ -123,7 +128,32 @@ def batched_nms(
         if idxs.dtype not in _INT_DTYPES:
             raise TypeError(f"idxs has dtype {idxs.dtype}; expected an integer dtype")
         idxs = idxs.to(torch.int64)
-    keep = _native.batched_nms(
-        _array(boxes), _array(scores), _array(idxs), iou_threshold, torch.get_num_threads()
+    keep = torch.from_numpy(
+        _native.batched_nms(
+            _array(boxes), _array(scores), _array(idxs), iou_threshold, torch.get_num_threads()
+        )
     )
-    return torch.from_numpy(keep)
+    if boxes.shape[0] >= _VANILLA_MIN_BOXES:
+        keep = _torchvision_order(keep, scores)
+    return keep
+
+
+def _torchvision_order(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Orders kept indices as ``torchvision``'s per-class path does.
+
+    Parameters
+    ----------
+    keep : torch.Tensor
+        ``(K,)`` int64 distinct kept indices, in any order.
+    scores : torch.Tensor
+        ``(N,)`` float scores of all boxes.
+
+    Returns
+    -------
+    torch.Tensor
+        ``keep`` in ascending index order (``torch.where(keep_mask)``), then
+        permuted by torch's default descending sort of their scores, exactly
+        as ``torchvision.ops.boxes._batched_nms_vanilla`` does.
+    """
+    ascending = keep.sort().values
+    return ascending[scores.detach()[ascending].sort(descending=True)[1]]

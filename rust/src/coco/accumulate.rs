@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use super::evaluate::{FALSE_POSITIVE, TRUE_POSITIVE};
 use super::index::IdIndex;
 use super::EPS;
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 
@@ -128,6 +129,12 @@ pub fn accumulate_with(
         num_areas,
         max_dets.len(),
     );
+    // The output is the largest buffer; every other size is a sub-product of
+    // its dimensions (checked with empty ones counted as 1) or bounded by the
+    // input's length.
+    let dims = [t_n, r_n, k_n, a_n, m_n];
+    alloc::product("recThrs/catIds/maxDets", &dims.map(|d| d.max(1)))?;
+    let cells = alloc::product("recThrs/catIds/maxDets", &dims)?;
     let cat_index = IdIndex::new(cat_ids);
 
     let mut npig = vec![0i64; k_n * a_n];
@@ -305,16 +312,9 @@ pub fn accumulate_with(
 
     let mut out = Accumulation {
         shape: [t_n, r_n, k_n, a_n, m_n],
-        precision: vec![-1.0; t_n * r_n * k_n * a_n * m_n],
-        recall: vec![-1.0; t_n * k_n * a_n * m_n],
-        scores: vec![
-            -1.0;
-            if with_scores {
-                t_n * r_n * k_n * a_n * m_n
-            } else {
-                0
-            }
-        ],
+        precision: alloc::filled("precision", cells, -1.0)?,
+        recall: alloc::filled("recall", t_n * k_n * a_n * m_n, -1.0)?,
+        scores: alloc::filled("scores", if with_scores { cells } else { 0 }, -1.0)?,
     };
     let am = a_n * m_n;
     let scatter = |out: &mut Accumulation, k: usize, local: &Local| {
@@ -344,7 +344,7 @@ pub fn accumulate_with(
                     per_cat(k, &mut local).then_some(local)
                 })
                 .collect()
-        });
+        })?;
         for (k, local) in locals.iter().enumerate() {
             if let Some(local) = local {
                 scatter(&mut out, k, local);

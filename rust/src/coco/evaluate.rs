@@ -468,7 +468,7 @@ pub fn evaluate(
                 .with_min_len(16)
                 .map(per_image)
                 .collect()
-        })
+        })?
     } else {
         (0..img_ids.len()).map(per_image).collect()
     };

@@ -1,11 +1,10 @@
 //! Binding of [`crate::assign`].
 
 use numpy::ndarray::{Array2, Array3};
-use numpy::{
-    IntoPyArray, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyArray2, PyArray3};
 use pyo3::prelude::*;
 
+use super::array::{array, matching, Dim};
 use crate::assign::{self, Level, Options};
 use crate::error::Error;
 
@@ -33,9 +32,9 @@ type TargetArrays<'py> = (
 #[allow(clippy::too_many_arguments)]
 fn fcos_targets<'py>(
     py: Python<'py>,
-    boxes: PyReadonlyArray2<'py, f32>,
-    labels: PyReadonlyArray1<'py, i64>,
-    counts: PyReadonlyArray1<'py, i64>,
+    boxes: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    counts: &Bound<'py, PyAny>,
     strides: Vec<u32>,
     feature_sizes: Vec<(usize, usize)>,
     regress_ranges: Vec<(f64, f64)>,
@@ -44,10 +43,9 @@ fn fcos_targets<'py>(
     num_threads: usize,
 ) -> PyResult<TargetArrays<'py>> {
     let to_py = super::error::to_pyerr;
-    if boxes.shape()[1] != 4 {
-        let got = format!("({}, {})", boxes.shape()[0], boxes.shape()[1]);
-        return Err(to_py(Error::shape("boxes", got, "(N, 4)")));
-    }
+    let boxes = array::<f32>(boxes, "boxes", &[Dim::Any("N"), Dim::Is(4)])?;
+    let labels = matching::<i64>(labels, "labels", boxes.shape()[0], "boxes")?;
+    let counts = array::<i64>(counts, "counts", &[Dim::Any("B")])?;
     if feature_sizes.len() != strides.len() {
         let msg = format!(
             "has {} levels but strides has {}",
@@ -64,10 +62,7 @@ fn fcos_targets<'py>(
         );
         return Err(to_py(Error::value("regress_ranges", msg)));
     }
-    let contiguous = |arg| move |_| to_py(Error::value(arg, "must be C-contiguous"));
-    let boxes = boxes.as_slice().map_err(contiguous("boxes"))?;
-    let labels = labels.as_slice().map_err(contiguous("labels"))?;
-    let counts = counts.as_slice().map_err(contiguous("counts"))?;
+    let (boxes, labels, counts) = (boxes.as_slice(), labels.as_slice(), counts.as_slice());
     let levels: Vec<Level> = strides
         .iter()
         .zip(&feature_sizes)

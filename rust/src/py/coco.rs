@@ -4,40 +4,14 @@
 
 use std::path::Path;
 
-use numpy::{
-    Element, IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyReadonlyArrayDyn, PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods};
 use pyo3::exceptions::PyFileNotFoundError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use super::array::{array, matching, optional, Dim};
 use crate::coco::{self, json};
 use crate::error::Error;
-
-fn slice<'a, T: Element, D: numpy::ndarray::Dimension>(
-    arr: &'a numpy::PyReadonlyArray<'_, T, D>,
-    arg: &'static str,
-) -> PyResult<&'a [T]> {
-    arr.as_slice()
-        .map_err(|_| super::error::to_pyerr(Error::value(arg, "must be C-contiguous")))
-}
-
-fn check_cols(
-    arr: &PyReadonlyArray2<'_, impl Element>,
-    arg: &'static str,
-    cols: usize,
-) -> PyResult<()> {
-    let shape = arr.shape();
-    if shape[1] != cols {
-        return Err(super::error::to_pyerr(Error::shape(
-            arg,
-            format!("({}, {})", shape[0], shape[1]),
-            format!("(N, {cols})"),
-        )));
-    }
-    Ok(())
-}
 
 fn existing(path: &str) -> PyResult<&Path> {
     let p = Path::new(path);
@@ -114,55 +88,69 @@ fn coco_load_results<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, Py
 #[allow(clippy::too_many_arguments)]
 fn coco_evaluate<'py>(
     py: Python<'py>,
-    gt_id: PyReadonlyArray1<'py, i64>,
-    gt_image_id: PyReadonlyArray1<'py, i64>,
-    gt_category_id: PyReadonlyArray1<'py, i64>,
-    gt_bbox: PyReadonlyArray2<'py, f64>,
-    gt_area: PyReadonlyArray1<'py, f64>,
-    gt_iscrowd: PyReadonlyArray1<'py, u8>,
-    dt_id: PyReadonlyArray1<'py, i64>,
-    dt_image_id: PyReadonlyArray1<'py, i64>,
-    dt_category_id: PyReadonlyArray1<'py, i64>,
-    dt_bbox: PyReadonlyArray2<'py, f64>,
-    dt_area: PyReadonlyArray1<'py, f64>,
-    dt_score: PyReadonlyArray1<'py, f64>,
-    img_ids: PyReadonlyArray1<'py, i64>,
-    cat_ids: Option<PyReadonlyArray1<'py, i64>>,
-    iou_thrs: PyReadonlyArray1<'py, f64>,
-    area_rng: PyReadonlyArray2<'py, f64>,
+    gt_id: &Bound<'py, PyAny>,
+    gt_image_id: &Bound<'py, PyAny>,
+    gt_category_id: &Bound<'py, PyAny>,
+    gt_bbox: &Bound<'py, PyAny>,
+    gt_area: &Bound<'py, PyAny>,
+    gt_iscrowd: &Bound<'py, PyAny>,
+    dt_id: &Bound<'py, PyAny>,
+    dt_image_id: &Bound<'py, PyAny>,
+    dt_category_id: &Bound<'py, PyAny>,
+    dt_bbox: &Bound<'py, PyAny>,
+    dt_area: &Bound<'py, PyAny>,
+    dt_score: &Bound<'py, PyAny>,
+    img_ids: &Bound<'py, PyAny>,
+    cat_ids: Option<&Bound<'py, PyAny>>,
+    iou_thrs: &Bound<'py, PyAny>,
+    area_rng: &Bound<'py, PyAny>,
     max_det: usize,
     use_cats: bool,
     num_threads: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    check_cols(&gt_bbox, "gt bbox", 4)?;
-    check_cols(&dt_bbox, "dt bbox", 4)?;
-    check_cols(&area_rng, "areaRng", 2)?;
+    let any = |arg| [Dim::Any(arg)];
+    let gt_id = array::<i64>(gt_id, "gt id", &any("M"))?;
+    let m = gt_id.shape()[0];
+    let gt_image_id = matching::<i64>(gt_image_id, "gt image_id", m, "gt id")?;
+    let gt_category_id = matching::<i64>(gt_category_id, "gt category_id", m, "gt id")?;
+    let gt_bbox = array::<f64>(gt_bbox, "gt bbox", &[Dim::Is(m), Dim::Is(4)])?;
+    let gt_area = matching::<f64>(gt_area, "gt area", m, "gt id")?;
+    let gt_iscrowd = matching::<u8>(gt_iscrowd, "gt iscrowd", m, "gt id")?;
+    let dt_id = array::<i64>(dt_id, "dt id", &any("N"))?;
+    let n = dt_id.shape()[0];
+    let dt_image_id = matching::<i64>(dt_image_id, "dt image_id", n, "dt id")?;
+    let dt_category_id = matching::<i64>(dt_category_id, "dt category_id", n, "dt id")?;
+    let dt_bbox = array::<f64>(dt_bbox, "dt bbox", &[Dim::Is(n), Dim::Is(4)])?;
+    let dt_area = matching::<f64>(dt_area, "dt area", n, "dt id")?;
+    let dt_score = matching::<f64>(dt_score, "dt score", n, "dt id")?;
+    let img_ids = array::<i64>(img_ids, "imgIds", &any("I"))?;
+    let cat_ids = optional::<i64>(cat_ids, "catIds", &any("K"))?;
+    let iou_thrs = array::<f64>(iou_thrs, "iouThrs", &any("T"))?;
+    let area_rng = array::<f64>(area_rng, "areaRng", &[Dim::Any("A"), Dim::Is(2)])?;
     let gt = coco::GroundTruth {
-        id: slice(&gt_id, "gt id")?,
-        image_id: slice(&gt_image_id, "gt image_id")?,
-        category_id: slice(&gt_category_id, "gt category_id")?,
-        bbox: slice(&gt_bbox, "gt bbox")?,
-        area: slice(&gt_area, "gt area")?,
-        iscrowd: slice(&gt_iscrowd, "gt iscrowd")?,
+        id: gt_id.as_slice(),
+        image_id: gt_image_id.as_slice(),
+        category_id: gt_category_id.as_slice(),
+        bbox: gt_bbox.as_slice(),
+        area: gt_area.as_slice(),
+        iscrowd: gt_iscrowd.as_slice(),
     };
     let dt = coco::Detections {
-        id: slice(&dt_id, "dt id")?,
-        image_id: slice(&dt_image_id, "dt image_id")?,
-        category_id: slice(&dt_category_id, "dt category_id")?,
-        bbox: slice(&dt_bbox, "dt bbox")?,
-        area: slice(&dt_area, "dt area")?,
-        score: slice(&dt_score, "dt score")?,
+        id: dt_id.as_slice(),
+        image_id: dt_image_id.as_slice(),
+        category_id: dt_category_id.as_slice(),
+        bbox: dt_bbox.as_slice(),
+        area: dt_area.as_slice(),
+        score: dt_score.as_slice(),
     };
-    let img_ids = slice(&img_ids, "imgIds")?;
-    let cat_ids = match &cat_ids {
-        Some(c) => Some(slice(c, "catIds")?),
-        None => None,
-    };
-    let rng: Vec<[f64; 2]> = slice(&area_rng, "areaRng")?
+    let img_ids = img_ids.as_slice();
+    let cat_ids = cat_ids.as_ref().map(|c| c.as_slice());
+    let rng: Vec<[f64; 2]> = area_rng
+        .as_slice()
         .chunks_exact(2)
         .map(|c| [c[0], c[1]])
         .collect();
-    let iou_thrs = slice(&iou_thrs, "iouThrs")?;
+    let iou_thrs = iou_thrs.as_slice();
     let params = coco::EvalParams {
         iou_thrs,
         area_rng: &rng,
@@ -206,39 +194,51 @@ type Arrays<'py> = (
 #[allow(clippy::too_many_arguments)]
 fn coco_accumulate<'py>(
     py: Python<'py>,
-    dt_image: PyReadonlyArray1<'py, i64>,
-    dt_category: PyReadonlyArray1<'py, i64>,
-    dt_rank: PyReadonlyArray1<'py, i64>,
-    dt_score: PyReadonlyArray1<'py, f64>,
-    dt_flags: PyReadonlyArray2<'py, u8>,
-    gt_category: PyReadonlyArray1<'py, i64>,
-    gt_count: PyReadonlyArray2<'py, i64>,
-    cat_ids: PyReadonlyArray1<'py, i64>,
+    dt_image: &Bound<'py, PyAny>,
+    dt_category: &Bound<'py, PyAny>,
+    dt_rank: &Bound<'py, PyAny>,
+    dt_score: &Bound<'py, PyAny>,
+    dt_flags: &Bound<'py, PyAny>,
+    gt_category: &Bound<'py, PyAny>,
+    gt_count: &Bound<'py, PyAny>,
+    cat_ids: &Bound<'py, PyAny>,
     num_iou: usize,
-    rec_thrs: PyReadonlyArray1<'py, f64>,
+    rec_thrs: &Bound<'py, PyAny>,
     max_dets: Vec<usize>,
     num_threads: usize,
     with_scores: bool,
 ) -> PyResult<Arrays<'py>> {
-    let num_areas = gt_count.shape()[1];
-    if num_iou == 0 || dt_flags.shape()[1] != num_areas * num_iou {
-        return Err(super::error::to_pyerr(Error::shape(
-            "dt_flags",
-            format!("({}, {})", dt_flags.shape()[0], dt_flags.shape()[1]),
-            format!("(N, {})", num_areas * num_iou),
+    let dt_score = array::<f64>(dt_score, "dt_score", &[Dim::Any("N")])?;
+    let n = dt_score.shape()[0];
+    let dt_image = matching::<i64>(dt_image, "dt_image", n, "dt_score")?;
+    let dt_category = matching::<i64>(dt_category, "dt_category", n, "dt_score")?;
+    let dt_rank = matching::<i64>(dt_rank, "dt_rank", n, "dt_score")?;
+    let gt_count = array::<i64>(gt_count, "gt_count", &[Dim::Any("M"), Dim::Any("A")])?;
+    let (m, num_areas) = (gt_count.shape()[0], gt_count.shape()[1]);
+    let gt_category = matching::<i64>(gt_category, "gt_category", m, "gt_count")?;
+    if num_iou == 0 {
+        return Err(super::error::to_pyerr(Error::value(
+            "iouThrs",
+            "is empty; at least one IoU threshold is needed",
         )));
     }
+    let flag_cols = num_areas.checked_mul(num_iou).ok_or_else(|| {
+        super::error::to_pyerr(Error::value("num_iou", format!("{num_iou} overflows")))
+    })?;
+    let dt_flags = array::<u8>(dt_flags, "dt_flags", &[Dim::Is(n), Dim::Is(flag_cols)])?;
+    let cat_ids = array::<i64>(cat_ids, "catIds", &[Dim::Any("K")])?;
+    let rec_thrs = array::<f64>(rec_thrs, "recThrs", &[Dim::Any("R")])?;
     let rec = coco::Records {
-        dt_image: slice(&dt_image, "dt_image")?,
-        dt_category: slice(&dt_category, "dt_category")?,
-        dt_rank: slice(&dt_rank, "dt_rank")?,
-        dt_score: slice(&dt_score, "dt_score")?,
-        dt_flags: slice(&dt_flags, "dt_flags")?,
-        gt_category: slice(&gt_category, "gt_category")?,
-        gt_count: slice(&gt_count, "gt_count")?,
+        dt_image: dt_image.as_slice(),
+        dt_category: dt_category.as_slice(),
+        dt_rank: dt_rank.as_slice(),
+        dt_score: dt_score.as_slice(),
+        dt_flags: dt_flags.as_slice(),
+        gt_category: gt_category.as_slice(),
+        gt_count: gt_count.as_slice(),
     };
-    let cat_ids = slice(&cat_ids, "catIds")?;
-    let rec_thrs = slice(&rec_thrs, "recThrs")?;
+    let cat_ids = cat_ids.as_slice();
+    let rec_thrs = rec_thrs.as_slice();
     let acc = super::run(py, || {
         coco::accumulate_with(
             &rec,
@@ -270,13 +270,30 @@ fn coco_accumulate<'py>(
 #[pyfunction]
 fn coco_summarize(
     py: Python<'_>,
-    precision: PyReadonlyArrayDyn<'_, f64>,
-    recall: PyReadonlyArrayDyn<'_, f64>,
-    iou_thrs: PyReadonlyArray1<'_, f64>,
+    precision: &Bound<'_, PyAny>,
+    recall: &Bound<'_, PyAny>,
+    iou_thrs: &Bound<'_, PyAny>,
     area_lbls: Vec<String>,
     max_dets: Vec<usize>,
 ) -> PyResult<Vec<f64>> {
+    let any = |arg| Dim::Any(arg);
+    let precision = array::<f64>(
+        precision,
+        "precision",
+        &[any("T"), any("R"), any("K"), any("A"), any("M")],
+    )?;
     let ps = precision.shape().to_vec();
+    let recall = array::<f64>(
+        recall,
+        "recall",
+        &[
+            Dim::Is(ps[0]),
+            Dim::Is(ps[2]),
+            Dim::Is(ps[3]),
+            Dim::Is(ps[4]),
+        ],
+    )?;
+    let iou_thrs = array::<f64>(iou_thrs, "iouThrs", &[any("T")])?;
     let rs = recall.shape().to_vec();
     if ps.len() != 5 || rs.len() != 4 || rs != [ps[0], ps[2], ps[3], ps[4]] {
         return Err(super::error::to_pyerr(Error::shape(
@@ -286,9 +303,7 @@ fn coco_summarize(
         )));
     }
     let shape = [ps[0], ps[1], ps[2], ps[3], ps[4]];
-    let p = slice(&precision, "precision")?;
-    let r = slice(&recall, "recall")?;
-    let thrs = slice(&iou_thrs, "iouThrs")?;
+    let (p, r, thrs) = (precision.as_slice(), recall.as_slice(), iou_thrs.as_slice());
     let stats = super::run(py, || {
         coco::summarize(p, r, shape, thrs, &area_lbls, &max_dets)
     })?;
@@ -299,11 +314,12 @@ fn coco_summarize(
 #[pyfunction]
 fn coco_missing_ids<'py>(
     py: Python<'py>,
-    ids: PyReadonlyArray1<'py, i64>,
-    allowed: PyReadonlyArray1<'py, i64>,
+    ids: &Bound<'py, PyAny>,
+    allowed: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, numpy::PyArray1<i64>>> {
-    let ids = slice(&ids, "ids")?;
-    let allowed = slice(&allowed, "allowed")?;
+    let ids = array::<i64>(ids, "ids", &[Dim::Any("N")])?;
+    let allowed = array::<i64>(allowed, "allowed", &[Dim::Any("M")])?;
+    let (ids, allowed) = (ids.as_slice(), allowed.as_slice());
     let missing = super::run(py, || Ok(coco::missing_ids(ids, allowed)))?;
     Ok(missing.into_pyarray(py))
 }
