@@ -23,6 +23,7 @@ from autotimm.export import (
     validate_onnx_export,
     validate_torchscript_export,
 )
+from autotimm.export._common import canonical_detections, outputs_match
 from autotimm.export.nms import multiclass_nms
 
 ort = pytest.importorskip("onnxruntime")
@@ -198,6 +199,19 @@ def test_eager_postprocess_equals_predict_when_few_detections() -> None:
         assert torch.equal(labels[i, :n], det["labels"])
 
 
+def test_detections_compare_whatever_the_order_of_equal_scores() -> None:
+    boxes = torch.tensor([[[0.0, 0.0, 4.0, 4.0], [5.0, 5.0, 9.0, 9.0], [0.0, 0.0, 0.0, 0.0]]])
+    scores = torch.tensor([[0.5, 0.5, 0.0]])
+    labels = torch.tensor([[1, 0, -1]])
+    counts = torch.tensor([2])
+    swapped = [boxes[:, [1, 0, 2]], scores[:, [1, 0, 2]], labels[:, [1, 0, 2]], counts]
+    a = canonical_detections([boxes, scores, labels, counts])
+    b = canonical_detections(swapped)
+    assert outputs_match(a, b, rtol=0, atol=0)
+    assert a[2].tolist() == [[-1, 0, 1]]
+    assert not outputs_match(a, canonical_detections([boxes + 1, scores, labels, counts]), 0, 0)
+
+
 @pytest.mark.parametrize("arch", ["fcos", "yolox"])
 def test_torchscript_matches_eager_within_1e_5(arch: str, tmp_path: Path) -> None:
     model = tiny_detector(arch)
@@ -273,7 +287,7 @@ def _torch_multiclass_nms(boxes, scores, iou, score_thresh):  # plain per-(image
     return kept
 
 
-@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the exporter's notices
 def test_multiclass_nms_matches_onnx_nonmaxsuppression(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(0)
     xy = torch.rand(2, 300, 2, generator=generator) * 100

@@ -106,21 +106,44 @@ def as_inputs(example_input: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[t
 
 def reference_outputs(
     model: nn.Module, inputs: tuple[torch.Tensor, ...], exported_count: int
-) -> list[torch.Tensor]:
-    """The eager outputs an export with ``exported_count`` outputs must reproduce, flat, on CPU.
+) -> tuple[list[torch.Tensor], bool]:
+    """The eager outputs an export with ``exported_count`` outputs must reproduce.
 
     A detector export with the four post-processed outputs is compared with the
     detector's eager post-processing; anything else with ``model(*inputs)``.
+
+    Returns
+    -------
+    (list of Tensor, bool)
+        The outputs, flat and on CPU, and whether they are post-processed detections.
     """
     device = model_device(model)
     inputs = tuple(x.to(device) for x in inputs)
+    postprocessed = False
     with eval_mode(model), torch.inference_mode():
-        outputs: Any = model(*inputs)
-        flat = flatten_outputs(outputs)
-        postprocessed = len(POSTPROCESS_OUTPUT_NAMES)
-        if is_detector(model) and len(flat) != exported_count == postprocessed:
+        flat = flatten_outputs(model(*inputs))
+        if is_detector(model) and len(flat) != exported_count == len(POSTPROCESS_OUTPUT_NAMES):
             flat = list(DetectorExport(model, postprocess=True)(*inputs))
-    return [t.detach().cpu() for t in flat]
+            postprocessed = True
+    return [t.detach().cpu() for t in flat], postprocessed
+
+
+def canonical_detections(outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Post-processed detections with each image's rows sorted by label, then box.
+
+    Rows of nearly equal score may come in either order from two runtimes; this
+    order does not depend on the scores. Padding rows (label -1) come first.
+    """
+    boxes, scores, labels, counts = outputs
+    order = torch.arange(labels.shape[1]).expand_as(labels)
+    for key in (*(boxes[..., i] for i in (3, 2, 1, 0)), labels.to(boxes.dtype)):
+        order = order.gather(1, torch.sort(key.gather(1, order), dim=1, stable=True).indices)
+    return [
+        boxes.gather(1, order[..., None].expand(-1, -1, 4)),
+        scores.gather(1, order),
+        labels.gather(1, order),
+        counts,
+    ]
 
 
 def outputs_match(
@@ -134,3 +157,20 @@ def outputs_match(
         if want.shape != have.shape or not torch.allclose(want, have, rtol=rtol, atol=atol):
             return False
     return True
+
+
+def export_matches(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    exported: list[torch.Tensor],
+    rtol: float,
+    atol: float,
+) -> bool:
+    """Whether the outputs of an exported file reproduce ``model`` on ``inputs``.
+
+    Post-processed detections are compared in :func:`canonical_detections` order.
+    """
+    expected, postprocessed = reference_outputs(model, inputs, exported_count=len(exported))
+    if postprocessed:
+        expected, exported = canonical_detections(expected), canonical_detections(exported)
+    return outputs_match(expected, exported, rtol=rtol, atol=atol)
