@@ -74,7 +74,9 @@ def test_signature_matches_the_reference() -> None:
         ("compile_model", True), ("compile_kwargs", None), ("seed", None),
         ("deterministic", True),
     ]
-    assert [(p.name, p.default) for p in params] == expected
+    got = [(p.name, p.default) for p in params]
+    assert got[: len(expected)] == expected  # the reference's parameters, in order
+    assert got[len(expected):] == [("center_sampling_radius", 1.5), ("yolox_l1_epochs", 0)]
     assert issubclass(ObjectDetector, autotimm.tasks.preprocessing.PreprocessingMixin)
 
 
@@ -187,7 +189,7 @@ def test_reg_loss_fn_is_used_in_training() -> None:
     for kwargs in ({}, {"reg_loss_fn": "iou"}):
         torch.manual_seed(0)
         model = make(**kwargs)
-        nn.init.constant_(model.head.reg_pred.bias, 6.0)  # boxes of about 12 px
+        nn.init.constant_(model.head.reg_pred.bias, 0.75)  # boxes of about 12 px at stride 8
         losses.append(model.compute_losses(batch)["reg_loss"])
     assert 0 < losses[0].item() < 1 and not torch.allclose(losses[0], losses[1])
 
@@ -286,7 +288,8 @@ def test_training_step_makes_no_host_sync(fcos: ObjectDetector) -> None:
 
 # --------------------------------------------------------------- predict
 def _reference_predict(model: ObjectDetector, images: torch.Tensor) -> list[dict]:
-    """AutoTimm's per-image, per-level postprocess (no top-k)."""
+    """torchvision's FCOS postprocess, per image and level (no top-k): every (point, class)
+    above the threshold, FCOS scored sqrt(cls * ctr)."""
     cls_out, reg_out, ctr_out = model(images)
     out = []
     for b in range(images.shape[0]):
@@ -298,15 +301,15 @@ def _reference_predict(model: ObjectDetector, images: torch.Tensor) -> list[dict
             px, py = (gx * s).reshape(-1), (gy * s).reshape(-1)
             sc = c[b].permute(1, 2, 0).reshape(-1, model.num_classes).sigmoid()
             if ctr_out is not None:
-                sc = sc * ctr_out[lvl][b, 0].reshape(-1, 1).sigmoid()
-            best, lab = sc.max(-1)
-            keep = best > model.score_thresh
-            ltrb = r[b].permute(1, 2, 0).reshape(-1, 4)[keep]
-            bx = torch.stack([px[keep] - ltrb[:, 0], py[keep] - ltrb[:, 1],
-                              px[keep] + ltrb[:, 2], py[keep] + ltrb[:, 3]], -1)
+                sc = (sc * ctr_out[lvl][b, 0].reshape(-1, 1).sigmoid()).sqrt()
+            point, lab = torch.nonzero(sc > model.score_thresh, as_tuple=True)
+            best = sc[point, lab]
+            ltrb = r[b].permute(1, 2, 0).reshape(-1, 4)[point]
+            bx = torch.stack([px[point] - ltrb[:, 0], py[point] - ltrb[:, 1],
+                              px[point] + ltrb[:, 2], py[point] + ltrb[:, 3]], -1)
             bx[:, 0::2] = bx[:, 0::2].clamp(0, images.shape[-1])
             bx[:, 1::2] = bx[:, 1::2].clamp(0, images.shape[-2])
-            boxes.append(bx), scores.append(best[keep]), labels.append(lab[keep])
+            boxes.append(bx), scores.append(best), labels.append(lab)
         bx, sc, lab = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
         keep = torchvision.ops.batched_nms(bx, sc, lab, model.nms_thresh)
         keep = keep[: model.max_detections_per_image]
@@ -340,9 +343,10 @@ def test_predict_thresholds_top_k_and_nms(fcos: ObjectDetector, monkeypatch) -> 
         monkeypatch.setattr(fcos, attr, value)
     loose = fcos.predict(images)
     assert len(calls) == 1  # one batched NMS call for the whole batch
-    assert len(loose[0]["boxes"]) == 64 + 16 + 4 + 1 + 1  # no threshold, no suppression
-    monkeypatch.setattr(fcos, "pre_nms_top_k", 3)
-    assert len(fcos.predict(images)[0]["boxes"]) == 3 + 3 + 3 + 1 + 1
+    # no threshold, no suppression: every (point, class) pair
+    assert len(loose[0]["boxes"]) == (64 + 16 + 4 + 1 + 1) * fcos.num_classes
+    monkeypatch.setattr(fcos, "pre_nms_top_k", 3)  # per level, at most its pairs
+    assert len(fcos.predict(images)[0]["boxes"]) == 3 + 3 + 3 + 2 + 2
     monkeypatch.setattr(fcos, "pre_nms_top_k", DEFAULT_PRE_NMS_TOP_K)
     monkeypatch.setattr(fcos, "max_detections_per_image", 7)
     assert len(fcos.predict(images)[1]["scores"]) == 7
@@ -592,14 +596,13 @@ def test_crowd_regions_are_ignored_by_the_metric() -> None:
         "scores": torch.tensor([0.9, 0.8]),
         "labels": torch.tensor([0, 0]),
     }
-    model.predict = lambda images: [dets]  # type: ignore[method-assign]
     batch = {"images": torch.zeros(1, 3, 64, 64), "boxes": [gt], "labels": [torch.tensor([0])]}
     with_crowd = {**batch, "crowd_boxes": [crowd], "crowd_labels": [torch.tensor([0])]}
     results = []
     for b in (batch, with_crowd):
         metric = model.val_metrics["mAP"]
         metric.reset()
-        model._update_metrics(model.val_metrics, b)
+        model._update_metrics(model.val_metrics, b, [dets])
         results.append(float(metric.compute()["map_50"]))
     assert results[0] < 1.0  # the crowd detection counts as a false positive
     assert results[1] == pytest.approx(1.0)

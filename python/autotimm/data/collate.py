@@ -2,7 +2,9 @@
 
 Batch keys: ``images`` [B, 3, H, W] (padded to the largest image with zeros, i.e.
 the normalised mean), ``boxes`` list of [N_i, 4] xyxy, ``labels`` list of [N_i],
-``image_ids`` list of int, ``orig_sizes`` int64 [B, 2] (H, W on disk), and when
+``image_ids`` list of int, ``image_sizes`` int64 [B, 2] (H, W of each image
+before padding: detections are clipped to it), ``orig_sizes`` int64 [B, 2] (H,
+W on disk), and when
 the items carry them: ``crowd_boxes`` / ``crowd_labels`` lists (ignore regions
 for evaluation) and ``resized_sizes`` int64 [B, 2] (image region inside the
 padded canvas). :class:`FCOSTargetCollate` adds ``targets`` = ``(cls [B, P]
@@ -66,6 +68,9 @@ def detection_collate_fn(
             torch.as_tensor(item["labels"], dtype=torch.int64).reshape(-1) for item in batch
         ],
         "image_ids": [_as_int(item.get("image_id", i)) for i, item in enumerate(batch)],
+        "image_sizes": torch.tensor(
+            [tuple(int(v) for v in item["image"].shape[-2:]) for item in batch], dtype=torch.int64
+        ),
         "orig_sizes": torch.stack(
             [
                 torch.as_tensor(

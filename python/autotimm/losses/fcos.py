@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from autotimm.constants import DEFAULT_STRIDES
+from autotimm.losses._distributed import mean_over_ranks
 from autotimm.losses.centerness import CenternessLoss
 from autotimm.losses.focal import FocalLoss
 from autotimm.losses.iou import GIoULoss
@@ -22,6 +23,26 @@ def _takes_weights(cls: type) -> bool:
         return "weights" in inspect.signature(cls.forward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def box_loss_sum(
+    reg_loss_fn: nn.Module,
+    pred_boxes: torch.Tensor,
+    target_boxes: torch.Tensor,
+    positive: torch.Tensor,
+) -> torch.Tensor:
+    """Sum of ``reg_loss_fn`` over the positive points of xyxy boxes [..., 4].
+
+    Dense and sync-free when ``reg_loss_fn.forward`` takes ``weights`` (the
+    built-in losses do); a user loss without ``weights`` gets the positives
+    selected by a boolean mask (which synchronises).
+    """
+    pred = pred_boxes.reshape(-1, 4)
+    target = target_boxes.to(pred.dtype).reshape(-1, 4)
+    pos = positive.reshape(-1)
+    if _takes_weights(type(reg_loss_fn)):
+        return reg_loss_fn(pred, target, weights=pos.to(pred.dtype))
+    return reg_loss_fn(pred[pos], target[pos])
 
 
 def flatten_levels(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -45,6 +66,9 @@ def detection_losses(
 
     Every point is a sample of the classification loss (background, label -1,
     is a negative for every class); box and centerness losses use positives.
+    The normaliser ``max(num_pos, 1)`` takes the mean of ``num_pos`` over
+    data-parallel ranks (an all-reduce on the device, no host read), so the
+    loss scale does not depend on how images fall on ranks.
     No host synchronisation when ``reg_loss_fn.forward`` takes ``weights``
     (the built-in losses do): losses are dense, masked by weights.
 
@@ -78,18 +102,13 @@ def detection_losses(
     pos = cls_targets >= 0
     pos_f = pos.to(cls_logits.dtype).reshape(-1)
     num_pos = pos_f.sum()
-    norm = num_pos.clamp(min=1.0)
+    norm = mean_over_ranks(num_pos).clamp(min=1.0)
 
     cls_loss = cls_loss_fn(cls_logits.reshape(-1, num_classes), cls_targets.reshape(-1)) / norm
 
-    pred_boxes = ltrb_to_xyxy(points, ltrb_pred).reshape(-1, 4)
-    target_boxes = ltrb_to_xyxy(points, reg_targets.to(ltrb_pred.dtype)).reshape(-1, 4)
-    if _takes_weights(type(reg_loss_fn)):
-        reg_sum = reg_loss_fn(pred_boxes, target_boxes, weights=pos_f)
-    else:  # a user loss without weights: select the positives (synchronises)
-        mask = pos.reshape(-1)
-        reg_sum = reg_loss_fn(pred_boxes[mask], target_boxes[mask])
-    reg_loss = reg_sum / norm
+    pred_boxes = ltrb_to_xyxy(points, ltrb_pred)
+    target_boxes = ltrb_to_xyxy(points, reg_targets.to(ltrb_pred.dtype))
+    reg_loss = box_loss_sum(reg_loss_fn, pred_boxes, target_boxes, pos) / norm
 
     if ctr_logits is not None and ctr_targets is not None:
         ctr_loss_fn = ctr_loss_fn if ctr_loss_fn is not None else CenternessLoss(reduction="sum")

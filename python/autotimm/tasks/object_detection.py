@@ -23,10 +23,13 @@ from autotimm.data.label_checks import assert_labels_in_range_async, check_label
 from autotimm.data.transform_config import TransformConfig
 from autotimm.losses import FocalLoss, GIoULoss, IoULoss, get_loss_registry, ltrb_as_boxes
 from autotimm.losses.fcos import detection_losses, flatten_levels
+from autotimm.losses.yolox import YOLOX_REG_WEIGHT, yolox_losses
 from autotimm.models.backbone import build_detection_backbone
 from autotimm.models.fpn import FPN
 from autotimm.models.heads import DetectionHead, YOLOXHead
-from autotimm.ops.boxes import level_points, ltrb_to_xyxy
+from autotimm.models.postprocess import postprocess_detections, split_detections
+from autotimm.ops.boxes import level_points
+from autotimm.ops.simota import pad_boxes
 from autotimm.tasks.inputs import accepts_image_inputs
 from autotimm.tasks.preprocessing import PreprocessingMixin
 
@@ -149,6 +152,25 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         Seed everything at construction.
     deterministic : bool
         With a seed, use deterministic algorithms. Warns when seed is None.
+    center_sampling_radius : float or None
+        FCOS centre sampling (torchvision, mmdetection): a point is a positive
+        of a box only within this many strides of the box centre; None = any
+        point inside the box. Used identically by the on-device targets and by
+        ``FCOSTargetCollate`` (the data module reads it from the model).
+    yolox_l1_epochs : int
+        YOLOX: add the L1 loss on stride-normalised distances during the last
+        this many epochs of ``fit`` (the paper's last 15 epochs); 0 = never.
+
+    Notes
+    -----
+    FCOS predicts distances normalised by the level's stride (``relu(scale ·
+    conv) · stride``, as torchvision and mmdetection). YOLOX assigns points with
+    SimOTA (``autotimm.ops.simota``), trains the classifier on IoU-aware targets
+    (quality focal loss when ``cls_loss_fn`` is None) and weights the box loss
+    by 5 (the paper's weight) times ``reg_loss_weight``. The BatchNorm
+    statistics of a pretrained or frozen backbone stay fixed in training (as
+    torchvision's FrozenBatchNorm2d and mmdetection's ``norm_eval``); a
+    from-scratch backbone trains them.
     """
 
     def __init__(
@@ -184,6 +206,8 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         compile_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
         deterministic: bool = True,
+        center_sampling_radius: float | None = 1.5,
+        yolox_l1_epochs: int = 0,
     ) -> None:
         if seed is not None:
             seed_everything(seed, deterministic=deterministic)
@@ -237,7 +261,26 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         self.cls_loss_weight = cls_loss_weight
         self.reg_loss_weight = reg_loss_weight
         self.centerness_loss_weight = centerness_loss_weight
-        self._points_cache: dict[tuple[Any, ...], torch.Tensor] = {}
+        if center_sampling_radius is not None and not (
+            isinstance(center_sampling_radius, (int, float)) and 0 < center_sampling_radius
+            and center_sampling_radius != float("inf")
+        ):
+            raise ValueError(
+                "center_sampling_radius must be a positive finite number or None, "
+                f"got {center_sampling_radius!r}"
+            )
+        if isinstance(yolox_l1_epochs, bool) or not isinstance(yolox_l1_epochs, int) or (
+            yolox_l1_epochs < 0
+        ):
+            raise ValueError(f"yolox_l1_epochs must be an int >= 0, got {yolox_l1_epochs!r}")
+        self.center_sampling_radius = (
+            None if center_sampling_radius is None else float(center_sampling_radius)
+        )
+        self.yolox_l1_epochs = yolox_l1_epochs
+        self.use_l1_loss = False
+        self._default_cls_loss = cls_loss_fn is None
+        self._freeze_bn_stats = bool(backbone_cfg.pretrained or freeze_backbone)
+        self._points_cache: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
         # Model
         self.backbone = build_detection_backbone(backbone_cfg).module
@@ -254,6 +297,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
                 num_convs=head_num_convs,
                 prior_prob=0.01,
                 num_levels=len(self.strides),
+                strides=self.strides,
             )
         else:
             self.head = YOLOXHead(
@@ -554,13 +598,30 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             )
             return outputs
 
-    def _points(self, sizes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
+    def _points(
+        self, sizes: list[tuple[int, int]], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell centres [P, 2] of every level and each point's stride [P] (cached)."""
         key = (tuple(sizes), str(device))
-        points = self._points_cache.get(key)
-        if points is None:
+        cached = self._points_cache.get(key)
+        if cached is None:
             points = level_points(sizes, self.strides, device=device)
-            self._points_cache[key] = points
-        return points
+            strides = torch.cat([
+                torch.full((h * w,), float(s), device=device)
+                for (h, w), s in zip(sizes, self.strides, strict=True)
+            ])
+            cached = self._points_cache[key] = (points, strides)
+        return cached
+
+    def train(self, mode: bool = True) -> ObjectDetector:
+        """Set the training mode; the backbone's BatchNorm layers stay in eval mode
+        when the backbone is pretrained or frozen (fixed statistics)."""
+        super().train(mode)
+        if mode and getattr(self, "_freeze_bn_stats", False):
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     # ---------------------------------------------------------------- training
     @staticmethod
@@ -616,40 +677,92 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             strides=self.strides,
             regress_ranges=self.regress_ranges,
             feature_sizes=sizes,
+            center_sampling_radius=self.center_sampling_radius,
             validate=False,
         )
 
     def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Weighted losses of a batch: ``loss``, ``cls_loss``, ``reg_loss``,
-        ``centerness_loss``, ``num_pos`` (0-dim tensors, no host synchronisation)."""
+        ``centerness_loss`` (FCOS; 0 for YOLOX), ``l1_loss`` (YOLOX; 0 for FCOS),
+        ``num_pos`` (0-dim tensors, no host synchronisation)."""
         images = self._images(batch)
+        return self._losses(batch, images, self(images))
+
+    def _losses(
+        self,
+        batch: dict[str, Any],
+        images: torch.Tensor,
+        outputs: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None],
+    ) -> dict[str, torch.Tensor]:
+        """Weighted losses of the head ``outputs`` of ``images`` (see :meth:`compute_losses`)."""
         self._check_labels(batch)
-        cls_out, reg_out, ctr_out = self(images)
+        cls_out, reg_out, ctr_out = outputs
         sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in cls_out]
+        points, point_strides = self._points(sizes, images.device)
+        if self.detection_arch == "yolox":
+            return self._yolox_losses(batch, images, cls_out, reg_out, points, point_strides)
         cls_t, reg_t, ctr_t = self._targets(batch, images, sizes)
-        fcos = self.detection_arch == "fcos" and ctr_out is not None
         raw = detection_losses(
             flatten_levels(cls_out),
             flatten_levels(reg_out),
-            flatten_levels(ctr_out)[..., 0] if fcos else None,
+            flatten_levels(ctr_out)[..., 0] if ctr_out is not None else None,
             cls_t,
             reg_t,
-            ctr_t if fcos else None,
-            self._points(sizes, images.device),
+            ctr_t if ctr_out is not None else None,
+            points,
             self.focal_loss,
             self.giou_loss,
         )
         cls_loss = self.cls_loss_weight * raw["cls_loss"]
         reg_loss = self.reg_loss_weight * raw["reg_loss"]
         ctr_loss = self.centerness_loss_weight * raw["centerness_loss"]
-        total = cls_loss + reg_loss + ctr_loss if fcos else cls_loss + reg_loss
         return {
-            "loss": total,
+            "loss": cls_loss + reg_loss + ctr_loss,
             "cls_loss": cls_loss,
             "reg_loss": reg_loss,
             "centerness_loss": ctr_loss,
+            "l1_loss": torch.zeros_like(cls_loss),
             "num_pos": raw["num_pos"],
         }
+
+    def _yolox_losses(
+        self,
+        batch: dict[str, Any],
+        images: torch.Tensor,
+        cls_out: list[torch.Tensor],
+        reg_out: list[torch.Tensor],
+        points: torch.Tensor,
+        point_strides: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        gt_boxes, gt_labels = pad_boxes(batch["boxes"], batch["labels"], images.device)
+        raw = yolox_losses(
+            flatten_levels(cls_out),
+            flatten_levels(reg_out),
+            points,
+            point_strides,
+            gt_boxes,
+            gt_labels,
+            self.giou_loss,
+            None if self._default_cls_loss else self.focal_loss,
+            use_l1=self.use_l1_loss,
+        )
+        cls_loss = self.cls_loss_weight * raw["cls_loss"]
+        reg_loss = self.reg_loss_weight * YOLOX_REG_WEIGHT * raw["reg_loss"]
+        l1_loss = raw["l1_loss"]
+        return {
+            "loss": cls_loss + reg_loss + l1_loss,
+            "cls_loss": cls_loss,
+            "reg_loss": reg_loss,
+            "centerness_loss": torch.zeros_like(cls_loss),
+            "l1_loss": l1_loss,
+            "num_pos": raw["num_pos"],
+        }
+
+    def on_train_epoch_start(self) -> None:
+        """YOLOX: switch the L1 term on for the last ``yolox_l1_epochs`` epochs."""
+        max_epochs = getattr(self.trainer, "max_epochs", None)
+        if self.yolox_l1_epochs > 0 and max_epochs is not None and max_epochs > 0:
+            self.use_l1_loss = self.current_epoch >= max_epochs - self.yolox_l1_epochs
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Loss of a batch ``{"images" | "image", "boxes", "labels"[, "targets"]}``.
@@ -668,6 +781,8 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         self.log("train/reg_loss", losses["reg_loss"], batch_size=bs)
         if self.detection_arch == "fcos":
             self.log("train/centerness_loss", losses["centerness_loss"], batch_size=bs)
+        if self.use_l1_loss:
+            self.log("train/l1_loss", losses["l1_loss"], batch_size=bs)
         self.log("train/num_pos", losses["num_pos"], batch_size=bs)
         if self._logging_config.log_learning_rate and self._trainer is not None:
             opt = self.optimizers()
@@ -679,14 +794,17 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
     # -------------------------------------------------------------- inference
     @accepts_image_inputs
     @torch.no_grad()
-    def predict(self, images: Any) -> list[dict[str, Any]]:
-        """Detections per image.
+    def predict(
+        self, images: Any, image_sizes: torch.Tensor | None = None
+    ) -> list[dict[str, Any]]:
+        """Detections per image, by :func:`autotimm.models.postprocess.postprocess_detections`.
 
-        Per level: score = sigmoid(cls) (x sigmoid(centerness) for FCOS), best
-        class per point, the ``pre_nms_top_k`` (1000) best points, then scores
-        ``> score_thresh``; boxes decoded from LTRB around the cell centres and
-        clamped to the image; one ``autotimm.ops.batched_nms`` over the batch
-        (per image and class); the first ``max_detections_per_image``.
+        Scores per (point, class): ``sqrt(sigmoid(cls) · sigmoid(centerness))``
+        for FCOS (torchvision's ranking), ``sigmoid(cls)`` for YOLOX (trained
+        on IoU-aware targets); per level the ``pre_nms_top_k`` (1000) best
+        above ``score_thresh``; boxes decoded around the cell centres and
+        clipped to each image's size; one batched NMS (per image and class);
+        the first ``max_detections_per_image``.
 
         Runs in eval mode (every submodule's mode is restored afterwards).
 
@@ -696,6 +814,9 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             A path, PIL image, ndarray [H, W, 3] uint8, tensor [3, H, W] (uint8,
             or float in [0, 1]), uint8 [B, 3, H, W], or a list of these: resized
             and normalised per :attr:`data_info` (see ``autotimm.tasks.inputs``).
+        image_sizes : Tensor [B, 2] int, optional
+            (H, W) of each image before padding (a batch's ``image_sizes``);
+            default: the batch's full size for every image.
 
         Returns
         -------
@@ -705,57 +826,64 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             (descending), ``labels`` [K] int64; raw images also get
             ``label_names`` (list of K str).
         """
-        from autotimm.ops import batched_nms
+        return self._detect(self(images), images, image_sizes)
 
-        cls_out, reg_out, ctr_out = self(images)
-        batch, device = images.shape[0], images.device
-        img_h, img_w = int(images.shape[-2]), int(images.shape[-1])
-        all_boxes, all_scores, all_labels = [], [], []
-        for level, (cls, reg) in enumerate(zip(cls_out, reg_out, strict=True)):
-            h, w = int(cls.shape[-2]), int(cls.shape[-1])
-            points = level_points([(h, w)], [self.strides[level]], device=device)
-            scores = cls.flatten(2).transpose(1, 2).float().sigmoid()  # [B, hw, C]
-            if ctr_out is not None:
-                scores = scores * ctr_out[level].flatten(2).transpose(1, 2).float().sigmoid()
-            best, labels = scores.max(dim=-1)  # [B, hw]
-            k = min(self.pre_nms_top_k, best.shape[1])
-            best, idx = best.topk(k, dim=1)
-            labels = labels.gather(1, idx)
-            ltrb = reg.flatten(2).transpose(1, 2).float()
-            ltrb = ltrb.gather(1, idx[..., None].expand(-1, -1, 4))
-            boxes = ltrb_to_xyxy(points[idx], ltrb)
-            boxes = torch.stack(
-                [boxes[..., 0].clamp(0, img_w), boxes[..., 1].clamp(0, img_h),
-                 boxes[..., 2].clamp(0, img_w), boxes[..., 3].clamp(0, img_h)], dim=-1
-            )
-            all_boxes.append(boxes)
-            all_scores.append(best)
-            all_labels.append(labels)
-        boxes = torch.cat(all_boxes, dim=1)  # [B, K, 4]
-        scores = torch.cat(all_scores, dim=1)
-        labels = torch.cat(all_labels, dim=1)
-        image_idx = torch.arange(batch, device=device)[:, None].expand_as(scores)
-        keep = scores > self.score_thresh
-        boxes, scores, labels, image_idx = boxes[keep], scores[keep], labels[keep], image_idx[keep]
-        order = batched_nms(boxes, scores, image_idx * self.num_classes + labels, self.nms_thresh)
-        kept_image = image_idx[order]
-        detections = []
-        for b in range(batch):
-            sel = order[kept_image == b][: self.max_detections_per_image]
-            detections.append(
-                {"boxes": boxes[sel], "scores": scores[sel], "labels": labels[sel].long()}
-            )
-        return detections
+    def _detect(
+        self,
+        outputs: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None],
+        images: torch.Tensor,
+        image_sizes: torch.Tensor | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        cls_out, reg_out, ctr_out = outputs
+        batch = int(images.shape[0])
+        if image_sizes is None:
+            image_sizes = torch.tensor([tuple(images.shape[-2:])], device=images.device)
+            image_sizes = image_sizes.expand(batch, 2)
+        detections = postprocess_detections(
+            cls_out,
+            reg_out,
+            ctr_out,
+            self.strides,
+            image_sizes.to(images.device),
+            score_thresh=self.score_thresh,
+            nms_thresh=self.nms_thresh,
+            top_k=self.pre_nms_top_k,
+            max_detections=self.max_detections_per_image,
+            quality_mode="sqrt",
+        )
+        return split_detections(detections, batch)
 
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, torch.Tensor]]:
         return self.predict(self._images(batch))
 
+    def _evaluate_batch(
+        self, metrics: nn.ModuleDict, batch: dict[str, Any], stage: str
+    ) -> list[dict[str, torch.Tensor]]:
+        """One forward pass: ``{stage}/loss`` and its terms (as in training) are
+        logged per epoch, and its detections update the metrics."""
+        images = self._images(batch)
+        outputs = self(images)
+        if isinstance(batch, dict) and "boxes" in batch and "labels" in batch:
+            losses = self._losses(batch, images, outputs)
+            bs = int(images.shape[0])
+            names = ["loss", "cls_loss", "reg_loss"]
+            names += ["centerness_loss"] if self.detection_arch == "fcos" else []
+            for name in names:
+                self.log(f"{stage}/{name}", losses[name], on_step=False, on_epoch=True,
+                         prog_bar=(name == "loss"), batch_size=bs, sync_dist=True)
+        image_sizes = batch.get("image_sizes") if isinstance(batch, dict) else None
+        detections = self._detect(outputs, images, image_sizes)
+        self._update_metrics(metrics, batch, detections)
+        return detections
+
     def _update_metrics(
-        self, metrics: nn.ModuleDict, batch: dict[str, Any]
-    ) -> list[dict[str, torch.Tensor]] | None:
+        self,
+        metrics: nn.ModuleDict,
+        batch: dict[str, Any],
+        detections: list[dict[str, torch.Tensor]],
+    ) -> None:
         if len(metrics) == 0:
-            return None
-        detections = self.predict(self._images(batch))
+            return
         targets = [
             {"boxes": b.float(), "labels": lab.long()}
             for b, lab in zip(batch["boxes"], batch["labels"], strict=True)
@@ -773,7 +901,6 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
                 target["iscrowd"] = is_crowd.to(target["labels"].device)
         for metric in metrics.values():
             metric.update(detections, targets)
-        return detections
 
     def _log_metrics(self, metrics: nn.ModuleDict, prefix: str) -> None:
         for name, metric in metrics.items():
@@ -800,8 +927,9 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int
     ) -> list[dict[str, torch.Tensor]] | None:
-        """Updates the metrics; returns the detections (for callbacks' reports)."""
-        return self._update_metrics(self.val_metrics, batch)
+        """Logs the val losses, updates the metrics; returns the detections (for
+        callbacks' reports)."""
+        return self._evaluate_batch(self.val_metrics, batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         sanity = self._trainer is not None and self.trainer.sanity_checking
@@ -810,8 +938,9 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
     def test_step(
         self, batch: dict[str, Any], batch_idx: int
     ) -> list[dict[str, torch.Tensor]] | None:
-        """Updates the metrics; returns the detections (for callbacks' reports)."""
-        return self._update_metrics(self.test_metrics, batch)
+        """Logs the test losses, updates the metrics; returns the detections (for
+        callbacks' reports)."""
+        return self._evaluate_batch(self.test_metrics, batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,10 +30,15 @@ class DetectionHead(nn.Module):
         GroupNorm groups (reduced to a divisor of ``in_channels``).
     num_levels : int
         Number of FPN levels, one learnable ``ScaleModule`` each (default 5).
+    strides : sequence of int, optional
+        Stride of each level. When given, the regression is normalised by the
+        level's stride as in torchvision and mmdetection (``norm_on_bbox``):
+        ``relu(scale * conv) * stride``, so every level predicts distances of
+        the same order; None keeps ``relu(scale * conv)`` in pixels.
 
     Outputs per level: cls logits ``[B, C, H, W]``; reg ``[B, 4, H, W]`` = LTRB
-    distances in pixels, ``relu(scale * conv)`` (>= 0); centerness logits
-    ``[B, 1, H, W]`` from the regression branch.
+    distances in pixels (>= 0); centerness logits ``[B, 1, H, W]`` from the
+    regression branch.
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class DetectionHead(nn.Module):
         use_group_norm: bool = True,
         num_groups: int = 32,
         num_levels: int = 5,
+        strides: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -62,6 +70,12 @@ class DetectionHead(nn.Module):
         self.reg_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
         self.centerness_pred = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList(ScaleModule(1.0) for _ in range(num_levels))
+        if strides is not None and len(strides) != num_levels:
+            raise ValueError(
+                f"strides has {len(strides)} levels ({tuple(strides)}) but num_levels is "
+                f"{num_levels}; expected one stride per level"
+            )
+        self.strides = None if strides is None else tuple(int(s) for s in strides)
         init_head(self, self.cls_pred, prior_prob)
 
     def forward_single(
@@ -74,6 +88,9 @@ class DetectionHead(nn.Module):
         cls = self.cls_pred(cls_feat)
         scale = self.scales[min(scale_idx, len(self.scales) - 1)]
         reg = F.relu(scale(self.reg_pred(reg_feat)))
+        if self.strides is not None:
+            last = len(self.strides) - 1
+            reg = reg * (self.strides[min(scale_idx, last)] * 2 ** max(scale_idx - last, 0))
         ctr = self.centerness_pred(reg_feat)
         return cls, reg, ctr
 
