@@ -80,14 +80,10 @@ def _format_elapsed(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _own_data_defaults(current_data: Any) -> dict[str, Any]:
-    init = dict(DEMO_DATA["init_args"])
-    init.pop("data_dir")
-    init.pop("num_workers")
-    init.update(OWN_DATA_DATA)
+def _own_data_defaults() -> dict[str, Any]:
     return {
         "model": OWN_DATA_MODEL,
-        "data": {"class_path": DEMO_DATA["class_path"], "init_args": init},
+        "data": {"class_path": DEMO_DATA["class_path"], "init_args": dict(OWN_DATA_DATA)},
     }
 
 
@@ -135,7 +131,7 @@ class AutoTimmCLI(LightningCLI):
             if any(a.startswith("--print_config") for a in args):
                 super().parse_arguments(parser, args)
             return
-        own = _own_data_defaults(section.get("data"))
+        own = _own_data_defaults()
         for p in getattr(self, "_autotimm_parsers", []):
             p.set_defaults(own)
             p.set_defaults({f"trainer.{k}": v for k, v in OWN_DATA_TRAINER.items()})
@@ -209,10 +205,22 @@ class AutoTimmCLI(LightningCLI):
             hparams["backbone"] = {"model_name": backbone, "pretrained": False}
         elif isinstance(backbone, dict):
             hparams["backbone"] = {**backbone, "pretrained": False}
-        update = {
-            self.config.subcommand: {"model": {"class_path": class_path, "init_args": hparams}}
-        }
-        self.config = self.parser.parse_object(update, self.config)
+        update: dict[str, Any] = {"model": {"class_path": class_path, "init_args": hparams}}
+        data_size = self._checkpoint_image_size(ckpt)
+        if data_size is not None:
+            update["data"] = {"init_args": {"image_size": data_size}}
+        self.config = self.parser.parse_object({self.config.subcommand: update}, self.config)
+
+    def _checkpoint_image_size(self, ckpt: dict[str, Any]) -> int | None:
+        """The checkpoint's input size, when ``--data.image_size`` was left at its default."""
+        stored = ckpt.get("autotimm_data")
+        if not isinstance(stored, dict) or "image_size" not in stored:
+            return None
+        data = self.config[self.config.subcommand].get("data")
+        init = getattr(data, "init_args", None)
+        current = getattr(init, "image_size", None)
+        default = (DEMO_DATA["init_args"] if self.is_demo else OWN_DATA_DATA)["image_size"]
+        return int(stored["image_size"]) if current == default else None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The default CSV logger writes under ``trainer.default_root_dir``."""
