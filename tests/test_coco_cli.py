@@ -122,3 +122,19 @@ def test_errors_exit_with_status_1(tmp_path: Path) -> None:
     code, _, err = _run([str(gt), str(bad)])
     assert code == 1
     assert "bad.json" in err
+
+
+def test_per_class_and_plot_in_text_mode(tmp_path: Path) -> None:
+    gt, dt = _write(tmp_path)
+    png = tmp_path / "pr.png"
+    code, out, err = _run([str(gt), str(dt), "--per-class", "--plot", str(png)])
+    assert code == 0 and not err
+    lines = out.rstrip("\n").split("\n")
+    assert lines[0].startswith(" Average Precision")
+    table = lines[lines.index("") + 1 :]
+    assert table[0].split() == ["class", "boxes", "AP", "AP50", "AP75"]
+    assert [row.split()[0] for row in table[2:5]] == ["c1", "c2", "c3"]
+    assert float(lines[0].rsplit("=", 1)[1]) == pytest.approx(
+        np.mean([float(row.split()[1]) for row in table[2:5]]), abs=1e-3
+    )
+    assert out.rstrip().endswith(f"precision-recall curves: {png}") and png.is_file()
