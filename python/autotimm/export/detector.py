@@ -18,9 +18,11 @@ and returns either
   ``num_detections``        [B] int64               valid rows of each image
   ========================  ======================  =====================================
 
-The post-processing is torchvision's FCOS ``postprocess_detections`` written
-with fixed-size tensors so that it traces for any batch and image size:
-per level the ``pre_nms_top_k`` best (point, class) pairs, scores strictly
+The post-processing is what ``predict`` runs,
+:func:`autotimm.models.postprocess.postprocess_detections` (torchvision's FCOS
+``postprocess_detections``, with its score function), written with fixed-size
+tensors so that it traces for any batch and image size: per level the
+``pre_nms_top_k`` best (point, class) pairs, scores strictly
 above ``score_thresh``, boxes decoded from LTRB around the cell centres and
 clipped to the image, NMS per image and class (:func:`multiclass_nms`, one ONNX
 ``NonMaxSuppression`` node), then the ``max_detections_per_image`` best of each
@@ -35,14 +37,14 @@ import torch
 import torch.nn as nn
 
 from autotimm.export.nms import multiclass_nms
-from autotimm.ops.boxes import level_points
+from autotimm.models.postprocess import _scores as level_scores
+from autotimm.ops.boxes import level_points, ltrb_to_xyxy
 
 __all__ = [
     "POSTPROCESS_OUTPUT_NAMES",
     "DetectorExport",
     "flatten_outputs",
     "is_detector",
-    "level_scores",
     "raw_output_names",
 ]
 
@@ -51,6 +53,8 @@ POSTPROCESS_OUTPUT_NAMES: tuple[str, ...] = ("boxes", "scores", "labels", "num_d
 
 #: Score given to candidates that are not detections (below any threshold >= 0).
 _INVALID_SCORE = -1.0
+#: How centerness enters the score, as in ``ObjectDetector.predict``: sqrt(cls * ctr).
+_QUALITY_MODE = "sqrt"
 
 
 def is_detector(model: nn.Module) -> bool:
@@ -75,28 +79,6 @@ def raw_output_names(detection_arch: str, num_levels: int) -> list[str]:
     """``cls_l0..``, ``reg_l0..`` and (FCOS) ``ctr_l0..`` for ``num_levels`` levels."""
     groups = ("cls", "reg", "ctr") if detection_arch == "fcos" else ("cls", "reg")
     return [f"{group}_l{level}" for group in groups for level in range(num_levels)]
-
-
-def level_scores(cls: torch.Tensor, ctr: torch.Tensor | None) -> torch.Tensor:
-    """Score of every (point, class) of a level, as ``ObjectDetector.predict`` ranks them.
-
-    Parameters
-    ----------
-    cls : Tensor [B, C, h, w]
-        Classification logits.
-    ctr : Tensor [B, 1, h, w] or None
-        Centerness logits (FCOS).
-
-    Returns
-    -------
-    Tensor [B, h * w * C] float32
-        ``sigmoid(cls)``, or ``sqrt(sigmoid(cls) * sigmoid(ctr))`` with
-        centerness; point-major (the class varies fastest).
-    """
-    scores = cls.float().sigmoid()
-    if ctr is not None:
-        scores = (scores * ctr.float().sigmoid()).sqrt()
-    return scores.flatten(2).transpose(1, 2).flatten(1)
 
 
 def _eager(module: nn.Module) -> nn.Module:
@@ -178,7 +160,7 @@ class DetectorExport(nn.Module):
         """
         batch, num_classes = cls.shape[0], self.num_classes
         top_k = self.pre_nms_top_k
-        scores = level_scores(cls, ctr)  # [B, hw * C], point-major
+        scores = level_scores(cls, ctr, _QUALITY_MODE)  # [B, hw * C], point-major
         # Padding to at least top_k pairs keeps k fixed whatever the level's size.
         padding = scores.new_full((1, 1), _INVALID_SCORE).expand(batch, top_k)
         scores, pair = torch.cat([scores, padding], dim=1).topk(top_k, dim=1)
@@ -192,11 +174,7 @@ class DetectorExport(nn.Module):
         ltrb = reg.float().flatten(2).transpose(1, 2)  # [B, hw, 4]
         ltrb = torch.cat([ltrb, ltrb.new_zeros(1, 1, 4).expand(batch, pad_points, 4)], dim=1)
         ltrb = ltrb.gather(1, point[..., None].expand(-1, -1, 4))
-        x, y = centres[..., 0], centres[..., 1]
-        boxes = torch.stack(
-            [x - ltrb[..., 0], y - ltrb[..., 1], x + ltrb[..., 2], y + ltrb[..., 3]], dim=-1
-        )
-        return boxes, scores, labels
+        return ltrb_to_xyxy(centres, ltrb), scores, labels
 
     def detections(
         self,
