@@ -6,7 +6,9 @@ Checks: both nodes finish; the validation metric the run logs (``val/map*`` and
 ``val/mar*``, computed on both nodes, each image once, synchronised) equals a
 single-process ``autotimm validate`` of the final checkpoint on the same data;
 only rank 0 writes files (checkpoints, metrics files, PNGs): node 1's folder
-stays empty.
+stays empty. (The validation losses are not compared: each batch's loss is
+normalised by its own positives, so they depend on how the images are batched,
+which differs between one process and two.)
 
 To make the metric non-trivial after a few steps, :class:`FixedBoxes` makes every
 point predict an 18x18 box (the class scores are the model's own).
