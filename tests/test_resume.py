@@ -216,6 +216,9 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch) 
     target = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, target)
+    plain = tmp_path.parent / f"{tmp_path.name}-plain.ckpt"
+    torch.save({"step": 1}, plain)
+    assert target.stat().st_mode == plain.stat().st_mode  # the umask's, as torch.save
 
     def failing_save(obj: Any, fh: Any) -> None:
         fh.write(b"half a checkpoint")
