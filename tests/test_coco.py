@@ -331,7 +331,8 @@ def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
     ("text", "problem"),
     [
         ('{"images": [{"id": 1}], "annotations": [', "EOF"),
-        ('{"images": [{"id": "a"}]}', "invalid type"),
+        ('{"images": [{"id": 1.5}]}', "images[0]: expected an integer or a string id, got 1.5"),
+        ('{"images": [{"id": 1}, {"id": "a"}]}', "all integers or all strings"),
         ('{"annotations": [{"id": 1, "image_id": 1, "category_id": 1}]}', "bbox"),
         ("[1, 2]", "COCO"),
     ],
@@ -358,6 +359,159 @@ def test_malformed_results(tmp_path: Path) -> None:
         gt.loadRes(str(path))
     with pytest.raises(ValueError, match=r"\(N, 7\)"):
         gt.loadRes(np.zeros((3, 6)))
+
+
+# ------------------------------------------------- what pycocotools also reads
+def _files(tmp_path: Path, dataset: Any, results: Any) -> tuple[str, str]:
+    gt_file, dt_file = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_file.write_text(json.dumps(dataset))  # NaN/Infinity as Python's json writes them
+    dt_file.write_text(json.dumps(results))
+    return str(gt_file), str(dt_file)
+
+
+def _both_from_files(gt_file: str, dt_file: str, ref_dt: Any = None) -> tuple[Any, Any]:
+    ref_gt = _quiet(RefCOCO, gt_file)
+    ref = _run(RefCOCOeval(ref_gt, _quiet(ref_gt.loadRes, ref_dt or dt_file), "bbox"))
+    gt = _quiet(COCO, gt_file)
+    ours = _run(COCOeval(gt, _quiet(gt.loadRes, dt_file), "bbox"))
+    return ours, ref
+
+
+def _assert_same_eval(ours: Any, ref: Any) -> None:
+    np.testing.assert_array_equal(ours.stats, ref.stats)
+    for key in ("precision", "recall", "scores"):
+        np.testing.assert_array_equal(ours.eval[key], ref.eval[key], err_msg=key)
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf", "-inf", "mixed"])
+def test_non_finite_scores_read_and_evaluated_as_pycocotools(tmp_path: Path, kind: str) -> None:
+    dataset, results = _synthetic(40, 4, seed=5)
+    values = {
+        "nan": [float("nan")],
+        "inf": [float("inf")],
+        "-inf": [float("-inf")],
+        "mixed": [float("nan"), float("inf"), float("-inf")],
+    }[kind]
+    for i, r in enumerate(results[::3]):
+        r["score"] = values[i % len(values)]
+    ours, ref = _both_from_files(*_files(tmp_path, dataset, results))
+    _assert_same_eval(ours, ref)
+
+
+def test_string_image_ids_read_and_evaluated_as_pycocotools(tmp_path: Path) -> None:
+    dataset, results = _synthetic(50, 4, seed=6)
+    name = {
+        img["id"]: f"img_{img['id'] * 7919 % 1000:03d}_{img['id']}" for img in dataset["images"]
+    }
+    for img in dataset["images"]:
+        img["id"] = name[img["id"]]
+    for a in dataset["annotations"] + results:
+        a["image_id"] = name[a["image_id"]]
+    ours, ref = _both_from_files(*_files(tmp_path, dataset, results))
+    _assert_same_eval(ours, ref)
+    gt = _quiet(COCO, tmp_path / "gt.json")
+    ref_gt = _quiet(RefCOCO, str(tmp_path / "gt.json"))
+    assert gt.getImgIds() == ref_gt.getImgIds()
+    some = ref_gt.getImgIds()[:5]
+    assert gt.getAnnIds(imgIds=some) == ref_gt.getAnnIds(imgIds=some)
+    # results as a list of dicts, and an unknown string id
+    dt = _quiet(gt.loadRes, copy.deepcopy(results))
+    _assert_same_eval(_run(COCOeval(gt, dt, "bbox")), ref)
+    with pytest.raises(ValueError, match=r"do not correspond.*'nope'"):
+        _quiet(gt.loadRes, [{**results[0], "image_id": "nope"}])
+    with pytest.raises(ValueError, match="strings"):
+        _quiet(gt.loadRes, [{**results[0], "image_id": 3}])
+
+
+def test_integral_float_ids_read_as_integers(tmp_path: Path) -> None:
+    dataset, results = _synthetic(30, 3, seed=7)
+    for img in dataset["images"]:
+        img["id"] = float(img["id"])
+    for a in dataset["annotations"]:
+        a["id"], a["image_id"], a["category_id"] = (
+            float(a["id"]),
+            float(a["image_id"]),
+            float(a["category_id"]),
+        )
+    for r in results:
+        r["image_id"], r["category_id"] = float(r["image_id"]), float(r["category_id"])
+    dataset["categories"] = [{**c, "id": float(c["id"])} for c in dataset["categories"]]
+    ours, ref = _both_from_files(*_files(tmp_path, dataset, results))
+    _assert_same_eval(ours, ref)
+
+
+def test_boxes_with_extra_numbers_use_the_first_four(tmp_path: Path) -> None:
+    # pycocotools reads such files but its IoU refuses the boxes; the reference
+    # here evaluates the same boxes cut to four numbers.
+    dataset, results = _synthetic(30, 3, seed=8)
+    long_dataset = copy.deepcopy(dataset)
+    for a in long_dataset["annotations"]:
+        a["bbox"] = [*a["bbox"], 0.5]
+    long_results = [{**r, "bbox": [*r["bbox"], 0.9, 1.0]} for r in results]
+    gt_file, dt_file = _files(tmp_path, long_dataset, long_results)
+    short_gt = tmp_path / "short_gt.json"
+    short_gt.write_text(json.dumps(dataset))
+    ref_gt = _quiet(RefCOCO, str(short_gt))
+    ref = _run(RefCOCOeval(ref_gt, _quiet(ref_gt.loadRes, copy.deepcopy(results)), "bbox"))
+    gt = _quiet(COCO, gt_file)
+    _assert_same_eval(_run(COCOeval(gt, _quiet(gt.loadRes, dt_file), "bbox")), ref)
+    _assert_same_eval(_run(COCOeval(gt, _quiet(gt.loadRes, long_results), "bbox")), ref)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1},'
+            ' {"image_id": 1, "category_id": 1, "bbox": [1, 2, "3", 4], "score": 1}]',
+            'results[1], key "bbox": invalid type: string "3", expected a number',
+        ),
+        (
+            '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}]',
+            'results[0]: missing key "score"',
+        ),
+        (
+            '[{"image_id": 1, "category_id": 1, "segmentation": [[1, 2]], "score": 1}]',
+            'results[0]: missing key "bbox"',
+        ),
+        ('{"annotations": []}', "expected a list of results"),
+    ],
+)
+def test_refused_results_name_the_record_key_and_expectation(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    gt, _ = _ours({"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": []}, [])
+    path = tmp_path / "res.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        _quiet(gt.loadRes, str(path))
+    assert str(path) in str(info.value)
+    assert problem in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "stage", "problem"),
+    [
+        ("iouThrs", [], "evaluate", "params.iouThrs is"),
+        ("iouThrs", [0.5, 1.5], "evaluate", r"values in \[0.0, 1.0\]"),
+        ("recThrs", [], "accumulate", "params.recThrs is"),
+        ("maxDets", [], "evaluate", "params.maxDets is"),
+        ("maxDets", [1.5], "evaluate", "non-negative integers"),
+        ("areaRng", [], "evaluate", "params.areaRng is"),
+        ("areaRng", [[0, 1, 2]], "evaluate", r"\[min, max\] pairs"),
+        ("areaRng", [[5, 1]], "evaluate", "min <= max"),
+        ("areaRngLbl", ["all"], "evaluate", "one per areaRng"),
+    ],
+)
+def test_invalid_params_raise_value_error(name: str, value: Any, stage: str, problem: str) -> None:
+    dataset, results = _synthetic(10, 2, seed=9)
+    gt, dt = _ours(dataset, results)
+    ev = COCOeval(gt, dt, "bbox")
+    if stage == "accumulate":
+        _quiet(ev.evaluate)
+    setattr(ev.params, name, value)
+    with pytest.raises(ValueError, match=problem):
+        _quiet(getattr(ev, stage))
 
 
 def test_unsupported_iou_type() -> None:

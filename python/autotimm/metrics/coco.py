@@ -66,6 +66,79 @@ def _is_array_like(obj: Any) -> bool:
     return hasattr(obj, "__iter__") and hasattr(obj, "__len__")
 
 
+def _int_ids(values: Sequence[Any], what: str) -> np.ndarray:
+    """``values`` as int64 ids; integral floats are accepted (the same Python dict key).
+
+    Raises
+    ------
+    ValueError
+        Naming ``what[index]`` for a non-integral, non-finite or non-numeric id.
+    """
+    arr = np.asarray(values)
+    if arr.size == 0:
+        return np.empty(arr.shape, np.int64)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        bad = ~(np.isfinite(arr) & (arr == np.floor(arr)) & (np.abs(arr) < 2.0**63))
+        if not bad.any():
+            return arr.astype(np.int64)
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+    else:
+        i = next(
+            (k for k, v in enumerate(arr.reshape(-1).tolist()) if not isinstance(v, (int, float))),
+            0,
+        )
+    value = arr.reshape(-1)[i]
+    raise ValueError(f"{what}[{i}] is {value!r}; expected an integer id")
+
+
+def _image_names(*id_lists: Sequence[Any]) -> list[str] | None:
+    """Sorted distinct string image ids of a dataset, or ``None`` if the ids are integers.
+
+    Raises
+    ------
+    ValueError
+        If integer and string ids are mixed.
+    """
+    kinds = {isinstance(v, str) for ids in id_lists for v in ids}
+    if kinds == {True, False}:
+        raise ValueError("image ids mix integers and strings; use all integers or all strings")
+    if kinds != {True}:
+        return None
+    return sorted({v for ids in id_lists for v in ids})
+
+
+def _image_codes(
+    values: Sequence[Any], names: list[str] | None, what: str, results: bool = False
+) -> np.ndarray:
+    """int64 codes of image ids: the ids themselves, or indices into ``names``.
+
+    String ids that are not in ``names`` get distinct codes past its end, so
+    they match no image, or with ``results`` raise ``ValueError`` as
+    ``loadRes`` does; an integer among string ids raises ``ValueError`` naming
+    ``what[index]``.
+    """
+    if names is None:
+        return _int_ids(values, what)
+    lookup = {name: code for code, name in enumerate(names)}
+    codes = np.empty(len(values), np.int64)
+    extra: dict[str, int] = {}
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise ValueError(f"{what}[{i}] is {v!r}; the image ids of this dataset are strings")
+        code = lookup.get(v)
+        if code is None:
+            code = extra.setdefault(v, len(names) + len(extra))
+        codes[i] = code
+    if results and extra:
+        raise ValueError(
+            "Results do not correspond to current coco set: image ids "
+            f"{list(extra)[:5]} are not in the ground truth"
+        )
+    return codes
+
+
 def _empty_columns() -> dict[str, np.ndarray]:
     return {
         "id": np.empty(0, np.int64),
@@ -78,15 +151,32 @@ def _empty_columns() -> dict[str, np.ndarray]:
     }
 
 
-def _columns_from_annotations(anns: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _boxes(anns: Sequence[dict[str, Any]], what: str) -> np.ndarray:
+    """``(N, 4)`` float64 boxes: the first four numbers of each ``bbox``."""
+    rows = []
+    for i, a in enumerate(anns):
+        if "bbox" not in a:
+            raise ValueError(f"{what}[{i}]: missing key 'bbox' (only bbox results are supported)")
+        box = a["bbox"]
+        if not isinstance(box, (list, tuple, np.ndarray)) or len(box) < 4:
+            raise ValueError(
+                f"{what}[{i}], key 'bbox': {box!r}; expected a list of at least 4 numbers"
+            )
+        rows.append(box[:4])
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _columns_from_annotations(
+    anns: Sequence[dict[str, Any]], names: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """Columns of a list of annotation dicts (ground truth or results)."""
     if len(anns) == 0:
         return _empty_columns()
-    bbox = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+    bbox = _boxes(anns, "annotations")
     cols = {
-        "id": np.array([a.get("id", i + 1) for i, a in enumerate(anns)], dtype=np.int64),
-        "image_id": np.array([a["image_id"] for a in anns], dtype=np.int64),
-        "category_id": np.array([a["category_id"] for a in anns], dtype=np.int64),
+        "id": _int_ids([a.get("id", i + 1) for i, a in enumerate(anns)], "annotations id"),
+        "image_id": _image_codes([a["image_id"] for a in anns], names, "annotations image_id"),
+        "category_id": _int_ids([a["category_id"] for a in anns], "annotations category_id"),
         "bbox": bbox,
         "iscrowd": np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=np.uint8),
     }
@@ -97,18 +187,26 @@ def _columns_from_annotations(anns: Sequence[dict[str, Any]]) -> dict[str, np.nd
     return cols
 
 
-def _results_from_list(anns: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _results_from_list(
+    anns: Sequence[dict[str, Any]], names: list[str] | None
+) -> dict[str, np.ndarray]:
     """``loadRes`` semantics for bbox results: ids from 1, area = w*h, iscrowd 0."""
     if len(anns) == 0:
         return _empty_columns()
-    if any("bbox" not in a for a in anns):
-        raise ValueError("results: every result needs a 'bbox' (only bbox results are supported)")
-    bbox = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+    for i, a in enumerate(anns):
+        if not isinstance(a, dict):
+            raise TypeError(f"results[{i}] is a {type(a).__name__}; expected a dict")
+        for key in ("image_id", "category_id", "score"):
+            if key not in a:
+                raise ValueError(f"results[{i}]: missing key {key!r}")
+    bbox = _boxes(anns, "results")
     n = len(anns)
     return {
         "id": np.arange(1, n + 1, dtype=np.int64),
-        "image_id": np.array([a["image_id"] for a in anns], dtype=np.int64),
-        "category_id": np.array([a["category_id"] for a in anns], dtype=np.int64),
+        "image_id": _image_codes(
+            [a["image_id"] for a in anns], names, "results image_id", results=True
+        ),
+        "category_id": _int_ids([a["category_id"] for a in anns], "results category_id"),
         "bbox": bbox,
         "area": bbox[:, 2] * bbox[:, 3],
         "iscrowd": np.zeros(n, np.uint8),
@@ -150,6 +248,8 @@ class COCO:
         self._parent: COCO | None = None
         self._cols: dict[str, np.ndarray] = _empty_columns()
         self._image_ids: np.ndarray = np.empty(0, np.int64)
+        # String image ids, sorted; image ids are then indices into it.
+        self._image_names: list[str] | None = None
         self._categories: list[dict[str, Any]] = []
         self._index: dict[str, Any] | None = None
         if annotation_file is not None:
@@ -162,6 +262,7 @@ class COCO:
             self._path = path
             self._dataset = None
             self._image_ids = loaded.pop("image_ids")
+            self._image_names = loaded.pop("image_names", None)
             self._categories = loaded.pop("categories")
             loaded["score"] = np.full(len(loaded["id"]), np.nan)
             self._cols = loaded
@@ -200,7 +301,7 @@ class COCO:
         ):
             x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
             ann = {
-                "image_id": img,
+                "image_id": self._image_name(img),
                 "category_id": cat,
                 "bbox": box,
                 "segmentation": [[x1, y1, x1, y2, x2, y2, x2, y1]],
@@ -216,7 +317,7 @@ class COCO:
             images = list(parent.get("images", []))
             info = copy.deepcopy(parent.get("info", {}))
         else:
-            images = [{"id": i} for i in self._image_ids.tolist()]
+            images = [{"id": self._image_name(i)} for i in self._image_ids.tolist()]
             info = {}
         return {
             "info": info,
@@ -229,8 +330,11 @@ class COCO:
         """Rebuilds the columns from ``self.dataset`` (after assigning it)."""
         print("creating index...")
         ds = self.dataset
-        self._cols = _columns_from_annotations(ds.get("annotations", []))
-        self._image_ids = np.array([img["id"] for img in ds.get("images", [])], dtype=np.int64)
+        image_ids = [img["id"] for img in ds.get("images", [])]
+        anns = ds.get("annotations", [])
+        self._image_names = _image_names(image_ids, [a["image_id"] for a in anns])
+        self._cols = _columns_from_annotations(anns, self._image_names)
+        self._image_ids = _image_codes(image_ids, self._image_names, "images id")
         self._categories = list(ds.get("categories", []))
         self._index = None
         print("index created!")
@@ -301,7 +405,7 @@ class COCO:
         c = self._cols
         sel = np.arange(len(c["id"]))
         if img_ids:
-            wanted = np.array(list(dict.fromkeys(img_ids)), dtype=np.int64)
+            wanted = self._image_codes(list(dict.fromkeys(img_ids)), "imgIds")
             mask = np.isin(c["image_id"], wanted)
             sel = sel[mask]
             sorter = np.argsort(wanted, kind="stable")
@@ -340,13 +444,22 @@ class COCO:
         img_ids = list(imgIds) if _is_array_like(imgIds) else [imgIds]
         cat_ids = list(catIds) if _is_array_like(catIds) else [catIds]
         if not img_ids and not cat_ids:
-            return list(dict.fromkeys(self._image_ids.tolist()))
+            return [self._image_name(i) for i in dict.fromkeys(self._image_ids.tolist())]
         ids = set(img_ids)
         c = self._cols
         for i, cat in enumerate(cat_ids):
-            with_cat = set(c["image_id"][c["category_id"] == cat].tolist())
+            codes = c["image_id"][c["category_id"] == cat].tolist()
+            with_cat = {self._image_name(code) for code in codes}
             ids = with_cat if i == 0 and not ids else ids & with_cat
         return list(ids)
+
+    def _image_name(self, code: int) -> Any:
+        """The image id as the dataset writes it (a string id, or the integer)."""
+        return code if self._image_names is None else self._image_names[code]
+
+    def _image_codes(self, ids: Sequence[Any], what: str) -> np.ndarray:
+        """int64 codes of image ids as the native core and the columns hold them."""
+        return _image_codes(ids, self._image_names, what)
 
     def loadAnns(self, ids: Any = ()) -> list[dict[str, Any]]:  # noqa: N802
         if _is_array_like(ids):
@@ -391,11 +504,26 @@ class COCO:
         print("Loading and preparing results...")
         tic = time.time()
         if isinstance(resFile, (str, os.PathLike)):
-            cols = _native.coco_load_results(os.fspath(resFile))
+            cols = _native.coco_load_results(os.fspath(resFile), num_threads())
+            names = cols.pop("image_names", None)
+            if names is not None and self._image_names is None:
+                raise ValueError(
+                    "Results do not correspond to current coco set: the results' image ids "
+                    f"are strings (first: {names[0]!r}) but this dataset's are integers"
+                )
+            if names is not None:  # string ids: codes of this dataset
+                codes = _image_codes(names, self._image_names, "results image_id", results=True)
+                cols["image_id"] = codes[cols["image_id"]]
+            elif self._image_names is not None and len(cols["image_id"]):
+                raise ValueError(
+                    "Results do not correspond to current coco set: the results' image ids "
+                    f"are integers (first: {int(cols['image_id'][0])}) but this dataset's "
+                    "are strings"
+                )
         elif isinstance(resFile, np.ndarray):
             cols = _results_from_array(resFile)
         elif isinstance(resFile, list):
-            cols = _results_from_list(resFile)
+            cols = _results_from_list(resFile, self._image_names)
         else:
             raise TypeError(
                 f"results must be a file path, a list of dicts or an (N, 7) array; "
@@ -406,12 +534,14 @@ class COCO:
             np.ascontiguousarray(self._image_ids, dtype=np.int64),
         )
         if unknown.size:
+            missing = [self._image_name(i) for i in unknown[:5].tolist()]
             raise ValueError(
                 "Results do not correspond to current coco set: image ids "
-                f"{unknown[:5].tolist()} are not in the ground truth"
+                f"{missing} are not in the ground truth"
             )
         res._cols = cols
         res._image_ids = self._image_ids
+        res._image_names = self._image_names
         res._categories = copy.deepcopy(self._categories)
         res._dataset = None
         res._parent = self
@@ -515,15 +645,14 @@ class COCOeval:
         if p.useCats:
             p.catIds = list(np.unique(p.catIds))
         p.maxDets = sorted(p.maxDets)
-        if len(p.maxDets) == 0:
-            raise ValueError("params.maxDets is empty")
+        _check_params(p)
         self.params = p
         cat_ids = list(dict.fromkeys(p.catIds))
         self._records = evaluate_columns(
             self.cocoGt._cols,
             self.cocoDt._cols,
-            np.asarray(p.imgIds, dtype=np.int64),
-            np.asarray(cat_ids, dtype=np.int64),
+            self.cocoGt._image_codes(p.imgIds, "params.imgIds"),
+            _int_ids(cat_ids, "params.catIds"),
             p.iouThrs,
             p.areaRng,
             int(p.maxDets[-1]),
@@ -542,6 +671,7 @@ class COCOeval:
         if p is None:
             p = self.params
         p.catIds = p.catIds if p.useCats == 1 else [-1]
+        _check_params(p)
         pe = self._paramsEval
         precision, recall, scores = _native.coco_accumulate(
             *_record_args(self._records),
@@ -581,6 +711,45 @@ class COCOeval:
         if len(self.stats) == 12:
             return "\n".join(format_summary(list(self.stats), self.params))
         return object.__repr__(self)
+
+
+def _check_params(p: Params) -> None:
+    """Refuses parameter lists that pycocotools would fail on (or silently misuse).
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, the value received and what is expected.
+    """
+
+    def floats(name: str, value: Any, lo: float, hi: float) -> None:
+        arr = np.asarray(value, dtype=np.float64) if _is_array_like(value) else None
+        if arr is None or arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"params.{name} is {value!r}; expected a non-empty list of numbers")
+        if not np.all((arr >= lo) & (arr <= hi)):
+            raise ValueError(f"params.{name} is {value!r}; expected values in [{lo}, {hi}]")
+
+    floats("iouThrs", p.iouThrs, 0.0, 1.0)
+    floats("recThrs", p.recThrs, 0.0, 1.0)
+    max_dets = list(p.maxDets) if _is_array_like(p.maxDets) else None
+    if not max_dets or not all(
+        isinstance(m, (int, np.integer)) and not isinstance(m, bool) and m >= 0 for m in max_dets
+    ):
+        raise ValueError(
+            f"params.maxDets is {p.maxDets!r}; expected a non-empty list of non-negative integers"
+        )
+    rng = np.asarray(p.areaRng, dtype=np.float64) if _is_array_like(p.areaRng) else None
+    if rng is None or rng.ndim != 2 or rng.shape[0] == 0 or rng.shape[1] != 2:
+        raise ValueError(
+            f"params.areaRng is {p.areaRng!r}; expected a non-empty list of [min, max] pairs"
+        )
+    if np.isnan(rng).any() or (rng[:, 0] > rng[:, 1]).any():
+        raise ValueError(f"params.areaRng is {p.areaRng!r}; expected pairs with min <= max")
+    if len(p.areaRngLbl) != rng.shape[0]:
+        raise ValueError(
+            f"params.areaRngLbl has {len(p.areaRngLbl)} labels; expected one per areaRng "
+            f"({rng.shape[0]})"
+        )
 
 
 def _record_args(rec: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -41,6 +41,9 @@ fn annotations_into_dict<'py>(
     if with_score {
         d.set_item("score", a.score.into_pyarray(py))?;
     }
+    if !a.image_names.is_empty() {
+        d.set_item("image_names", a.image_names)?;
+    }
     Ok(d)
 }
 
@@ -69,10 +72,17 @@ fn coco_load_ground_truth<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'p
 
 /// Reads a COCO result file (list of detections) into columns with `loadRes`'
 /// semantics: `id` from 1, `area = w * h`, `iscrowd = 0`, plus `score`.
+/// Large files are parsed on up to `num_threads` workers (0 = the available
+/// cores capped by `AUTOTIMM_NUM_THREADS`).
 #[pyfunction]
-fn coco_load_results<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (path, num_threads = 0))]
+fn coco_load_results<'py>(
+    py: Python<'py>,
+    path: &str,
+    num_threads: usize,
+) -> PyResult<Bound<'py, PyDict>> {
     let p = existing(path)?;
-    let dt = super::run(py, || json::load_results(p))?;
+    let dt = super::run(py, || json::load_results(p, num_threads))?;
     annotations_into_dict(py, dt, true)
 }
 

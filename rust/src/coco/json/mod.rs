@@ -3,16 +3,31 @@
 //! Only what bbox evaluation needs is kept (image ids, categories, and per
 //! annotation id, image, category, box, area, crowd flag, score); every other
 //! field (segmentation, captions, licenses, ...) is skipped while parsing.
+//!
+//! What pycocotools reads is read ([`values`]): `NaN`/`Infinity`/`-Infinity`
+//! numbers (Python's `json.dump` output), integral float ids, string image
+//! ids (all of a document's image ids are strings, or none), boxes with more
+//! than four numbers (the first four are the box). A refused document gets a
+//! message naming the record (`annotations[12]`), the key and what was
+//! expected, then serde's line and column.
+
+mod fast;
+mod values;
 
 use std::fmt;
 use std::path::Path;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use values::{bare, remap, BBox, Flag, Id, ImageIds, IntId, Number};
 
 /// Annotation columns. `bbox` is `[x, y, w, h]` flattened.
+///
+/// When a document's image ids are strings, `image_names` holds them sorted
+/// and every image id (here and in [`GroundTruthFile::image_ids`]) is an
+/// index into it; `image_names` is empty for integer ids.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {
     pub id: Vec<i64>,
@@ -22,6 +37,7 @@ pub struct Annotations {
     pub area: Vec<f64>,
     pub iscrowd: Vec<u8>,
     pub score: Vec<f64>,
+    pub image_names: Vec<String>,
 }
 
 impl Annotations {
@@ -35,13 +51,20 @@ impl Annotations {
 }
 
 /// A category entry of a ground-truth file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Category {
     pub id: i64,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub supercategory: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCategory {
+    id: IntId,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    supercategory: Option<String>,
 }
 
 /// A parsed ground-truth file.
@@ -52,134 +75,260 @@ pub struct GroundTruthFile {
     pub annotations: Annotations,
 }
 
-/// `iscrowd` as written in the wild: 0/1, true/false, occasionally a float.
-struct Flag(u8);
+/// The message for a refused value: record, key, what went wrong.
+fn at_key<E: de::Error>(section: &str, index: usize, key: &str, e: &impl fmt::Display) -> E {
+    E::custom(format!("{section}[{index}], key \"{key}\": {}", bare(e)))
+}
 
-impl<'de> Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Flag;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("0, 1, true or false")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Flag, E> {
-                Ok(Flag(v as u8))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Flag, E> {
-                Ok(Flag((v != 0) as u8))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Flag, E> {
-                Ok(Flag((v != 0) as u8))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Flag, E> {
-                Ok(Flag((v != 0.0) as u8))
-            }
-            fn visit_unit<E: de::Error>(self) -> std::result::Result<Flag, E> {
-                Ok(Flag(0))
-            }
-        }
-        d.deserialize_any(V)
+/// Prefixes `section[index]: ` unless the message already names the record.
+fn at_record<E: de::Error>(section: &str, index: usize, e: &impl fmt::Display) -> E {
+    let msg = bare(e);
+    if msg.starts_with(&format!("{section}[")) {
+        E::custom(msg)
+    } else {
+        E::custom(format!("{section}[{index}]: {msg}"))
     }
 }
 
-#[derive(Deserialize)]
-struct RawImage {
-    id: i64,
+/// Parses the value of `key` in record `section[index]`.
+fn field<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    map: &mut A,
+    section: &str,
+    index: usize,
+    key: &str,
+) -> std::result::Result<T, A::Error> {
+    map.next_value::<T>()
+        .map_err(|e| at_key(section, index, key, &e))
 }
 
-#[derive(Deserialize)]
-struct RawGt {
-    #[serde(default)]
-    id: Option<i64>,
-    image_id: i64,
-    category_id: i64,
-    #[serde(default)]
-    bbox: Option<[f64; 4]>,
-    #[serde(default)]
-    area: Option<f64>,
-    #[serde(default)]
-    iscrowd: Option<Flag>,
+fn missing<E: de::Error>(section: &str, index: usize, key: &str, expected: &str) -> E {
+    E::custom(format!(
+        "{section}[{index}]: missing key \"{key}\" (expected {expected})"
+    ))
 }
 
-#[derive(Deserialize)]
-struct RawDt {
-    image_id: i64,
-    category_id: i64,
-    #[serde(default)]
-    bbox: Option<[f64; 4]>,
-    score: f64,
+/// Which kind of record a list holds (ground-truth annotations or results).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    GroundTruth,
+    Results,
 }
 
-struct GtAnnotations(Annotations);
+impl Kind {
+    fn section(self) -> &'static str {
+        match self {
+            Kind::GroundTruth => "annotations",
+            Kind::Results => "results",
+        }
+    }
+}
 
-impl<'de> Deserialize<'de> for GtAnnotations {
+/// One annotation or result, appended to the columns.
+struct RecordSeed<'a> {
+    kind: Kind,
+    index: usize,
+    out: &'a mut Annotations,
+    images: &'a mut ImageIds,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.kind {
+            Kind::GroundTruth => f.write_str("an annotation object"),
+            Kind::Results => {
+                f.write_str("a result object {\"image_id\", \"category_id\", \"bbox\", \"score\"}")
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let (section, i) = (self.kind.section(), self.index);
+        let (mut id, mut image, mut cat, mut bbox) = (None, None, None, None);
+        let (mut area, mut crowd, mut score) = (None, None, None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "id" if self.kind == Kind::GroundTruth => {
+                    id = Some(field::<IntId, _>(&mut map, section, i, "id")?.0)
+                }
+                "image_id" => image = Some(field::<Id, _>(&mut map, section, i, "image_id")?),
+                "category_id" => {
+                    cat = Some(field::<IntId, _>(&mut map, section, i, "category_id")?.0)
+                }
+                "bbox" => bbox = Some(field::<BBox, _>(&mut map, section, i, "bbox")?.0),
+                "area" if self.kind == Kind::GroundTruth => {
+                    area = Some(field::<Number, _>(&mut map, section, i, "area")?.0)
+                }
+                "iscrowd" if self.kind == Kind::GroundTruth => {
+                    crowd = Some(field::<Flag, _>(&mut map, section, i, "iscrowd")?.0)
+                }
+                "score" if self.kind == Kind::Results => {
+                    score = Some(field::<Number, _>(&mut map, section, i, "score")?.0)
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let image = image.ok_or_else(|| missing(section, i, "image_id", "an image id"))?;
+        let cat = cat.ok_or_else(|| missing(section, i, "category_id", "an integer id"))?;
+        let bbox = bbox.ok_or_else(|| {
+            missing(
+                section,
+                i,
+                "bbox",
+                "[x, y, w, h]; only bbox results are supported",
+            )
+        })?;
+        let image = self
+            .images
+            .code(image, || format!("{section}[{i}].image_id"))
+            .map_err(|m| de::Error::custom(format!("{section}[{i}], key \"image_id\": {m}")))?;
+        let c = self.out;
+        match self.kind {
+            Kind::GroundTruth => {
+                c.id.push(id.unwrap_or(i as i64 + 1));
+                c.area.push(area.unwrap_or(bbox[2] * bbox[3]));
+                c.iscrowd.push(crowd.unwrap_or(0));
+            }
+            Kind::Results => {
+                // loadRes: id from 1, area = w * h, iscrowd 0.
+                let score = score.ok_or_else(|| missing(section, i, "score", "a number"))?;
+                c.id.push(i as i64 + 1);
+                c.area.push(bbox[2] * bbox[3]);
+                c.iscrowd.push(0);
+                c.score.push(score);
+            }
+        }
+        c.image_id.push(image);
+        c.category_id.push(cat);
+        c.bbox.extend_from_slice(&bbox);
+        Ok(())
+    }
+}
+
+/// A list of annotations or results.
+struct RecordsSeed<'a> {
+    kind: Kind,
+    out: &'a mut Annotations,
+    images: &'a mut ImageIds,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.kind {
+            Kind::GroundTruth => f.write_str("a list of annotations"),
+            Kind::Results => f.write_str(
+                "a list of results ({\"image_id\", \"category_id\", \"bbox\", \"score\"})",
+            ),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let section = self.kind.section();
+        for index in 0.. {
+            let record = RecordSeed {
+                kind: self.kind,
+                index,
+                out: &mut *self.out,
+                images: &mut *self.images,
+            };
+            match seq.next_element_seed(record) {
+                Ok(Some(())) => {}
+                Ok(None) => break,
+                Err(e) => return Err(at_record(section, index, &e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `images` list: ids only.
+struct ImagesSeed<'a> {
+    out: &'a mut Vec<i64>,
+    images: &'a mut ImageIds,
+}
+
+impl<'de> DeserializeSeed<'de> for ImagesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ImagesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of images ({\"id\", ...})")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        #[derive(Deserialize)]
+        struct RawImage {
+            id: Id,
+        }
+        for index in 0.. {
+            match seq.next_element::<RawImage>() {
+                Ok(Some(img)) => {
+                    let code = self
+                        .images
+                        .code(img.id, || format!("images[{index}].id"))
+                        .map_err(|m| {
+                            de::Error::custom(format!("images[{index}], key \"id\": {m}"))
+                        })?;
+                    self.out.push(code);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(at_record("images", index, &e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `categories` list.
+struct Categories(Vec<Category>);
+
+impl<'de> Deserialize<'de> for Categories {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = GtAnnotations;
+            type Value = Categories;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of annotations")
+                f.write_str("a list of categories ({\"id\", \"name\", ...})")
             }
             fn visit_seq<A: SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> std::result::Result<Self::Value, A::Error> {
-                let mut c = Annotations::default();
-                while let Some(a) = seq.next_element::<RawGt>()? {
-                    let n = c.image_id.len();
-                    let bbox = a.bbox.ok_or_else(|| {
-                        de::Error::custom(format!("annotation {n} has no \"bbox\""))
-                    })?;
-                    c.id.push(a.id.unwrap_or(n as i64 + 1));
-                    c.image_id.push(a.image_id);
-                    c.category_id.push(a.category_id);
-                    c.bbox.extend_from_slice(&bbox);
-                    c.area.push(a.area.unwrap_or(bbox[2] * bbox[3]));
-                    c.iscrowd.push(a.iscrowd.map_or(0, |f| f.0));
+            ) -> std::result::Result<Categories, A::Error> {
+                let mut out = Vec::new();
+                for index in 0.. {
+                    match seq.next_element::<RawCategory>() {
+                        Ok(Some(c)) => out.push(Category {
+                            id: c.id.0,
+                            name: c.name,
+                            supercategory: c.supercategory,
+                        }),
+                        Ok(None) => break,
+                        Err(e) => return Err(at_record("categories", index, &e)),
+                    }
                 }
-                Ok(GtAnnotations(c))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-struct DtAnnotations(Annotations);
-
-impl<'de> Deserialize<'de> for DtAnnotations {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DtAnnotations;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(
-                    "a list of results ({\"image_id\", \"category_id\", \"bbox\", \"score\"})",
-                )
-            }
-            fn visit_seq<A: SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> std::result::Result<Self::Value, A::Error> {
-                let mut c = Annotations::default();
-                if let Some(n) = seq.size_hint() {
-                    c.image_id.reserve(n);
-                }
-                while let Some(a) = seq.next_element::<RawDt>()? {
-                    let n = c.image_id.len();
-                    let bbox = a
-                        .bbox
-                        .ok_or_else(|| de::Error::custom(format!("result {n} has no \"bbox\"")))?;
-                    // loadRes: id from 1, area = w * h, iscrowd 0.
-                    c.id.push(n as i64 + 1);
-                    c.image_id.push(a.image_id);
-                    c.category_id.push(a.category_id);
-                    c.bbox.extend_from_slice(&bbox);
-                    c.area.push(bbox[2] * bbox[3]);
-                    c.iscrowd.push(0);
-                    c.score.push(a.score);
-                }
-                Ok(DtAnnotations(c))
+                Ok(Categories(out))
             }
         }
         d.deserialize_seq(V)
@@ -199,23 +348,56 @@ impl<'de> Deserialize<'de> for GroundTruthFile {
                 mut map: A,
             ) -> std::result::Result<Self::Value, A::Error> {
                 let mut out = GroundTruthFile::default();
+                let mut images = ImageIds::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match key.as_ref() {
-                        "images" => {
-                            let imgs: Vec<RawImage> = map.next_value()?;
-                            out.image_ids = imgs.into_iter().map(|i| i.id).collect();
-                        }
-                        "annotations" => out.annotations = map.next_value::<GtAnnotations>()?.0,
-                        "categories" => out.categories = map.next_value()?,
+                        "images" => map.next_value_seed(ImagesSeed {
+                            out: &mut out.image_ids,
+                            images: &mut images,
+                        })?,
+                        "annotations" => map.next_value_seed(RecordsSeed {
+                            kind: Kind::GroundTruth,
+                            out: &mut out.annotations,
+                            images: &mut images,
+                        })?,
+                        "categories" => out.categories = map.next_value::<Categories>()?.0,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
+                let (names, codes) = images.finish();
+                if let Some(codes) = codes {
+                    remap(&mut out.image_ids, &codes);
+                    remap(&mut out.annotations.image_id, &codes);
+                }
+                out.annotations.image_names = names;
                 Ok(out)
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A results document: the list of [`RecordsSeed`] with its own image ids.
+struct ResultsFile(Annotations);
+
+impl<'de> Deserialize<'de> for ResultsFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut out = Annotations::default();
+        let mut images = ImageIds::default();
+        RecordsSeed {
+            kind: Kind::Results,
+            out: &mut out,
+            images: &mut images,
+        }
+        .deserialize(d)?;
+        let (names, codes) = images.finish();
+        if let Some(codes) = codes {
+            remap(&mut out.image_id, &codes);
+        }
+        out.image_names = names;
+        Ok(ResultsFile(out))
     }
 }
 
@@ -233,310 +415,42 @@ fn parse_error(source: &str, e: serde_json::Error) -> Error {
     }
 }
 
+/// Parses with serde; a document with Python's non-finite tokens is parsed
+/// again with them rewritten ([`values::rewrite_non_finite`]).
+fn parse_with_non_finite<T: for<'de> Deserialize<'de>>(bytes: &[u8], source: &str) -> Result<T> {
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(v) => Ok(v),
+        Err(first) => match values::rewrite_non_finite(bytes) {
+            Some(rewritten) => {
+                serde_json::from_slice::<T>(&rewritten).map_err(|e| parse_error(source, e))
+            }
+            None => Err(parse_error(source, first)),
+        },
+    }
+}
+
 /// Parses a ground-truth document; `source` names it in errors.
 pub fn parse_ground_truth(bytes: &[u8], source: &str) -> Result<GroundTruthFile> {
-    serde_json::from_slice(bytes).map_err(|e| parse_error(source, e))
+    parse_with_non_finite(bytes, source)
 }
 
 /// Parses a result document (a list of detections), with `loadRes`' fields.
-///
-/// A direct scanner handles the usual layout (an array of flat objects with
-/// integer ids, a numeric `bbox` and `score`; other keys skipped); anything
-/// else goes through serde, which also produces the error messages.
 pub fn parse_results(bytes: &[u8], source: &str) -> Result<Annotations> {
-    if let Some(a) = fast::results(bytes) {
-        return Ok(a);
-    }
-    serde_json::from_slice::<DtAnnotations>(bytes)
-        .map(|d| d.0)
-        .map_err(|e| parse_error(source, e))
+    parse_results_with(bytes, source, 1)
 }
 
-/// A scanner for well-formed result files. Returns `None` on anything it
-/// does not handle (the caller then parses with serde). Numbers are parsed
-/// with `str::parse`, which rounds correctly, like Python's `json`.
-mod fast {
-    use super::Annotations;
-
-    struct Scan<'a> {
-        b: &'a [u8],
-        i: usize,
+/// As [`parse_results`], on up to `num_threads` workers (see
+/// [`crate::parallel::resolve`]).
+///
+/// A direct scanner handles the usual layout (an array of flat objects with
+/// integer ids, a numeric `bbox` of four numbers and `score`; other keys
+/// skipped); anything else goes through serde, which also produces the error
+/// messages.
+pub fn parse_results_with(bytes: &[u8], source: &str, num_threads: usize) -> Result<Annotations> {
+    if let Some(a) = fast::results(bytes, num_threads) {
+        return Ok(a);
     }
-
-    impl<'a> Scan<'a> {
-        #[inline]
-        fn ws(&mut self) {
-            while let Some(&c) = self.b.get(self.i) {
-                if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
-                    self.i += 1;
-                } else {
-                    break;
-                }
-            }
-        }
-
-        #[inline]
-        fn peek(&mut self) -> Option<u8> {
-            self.ws();
-            self.b.get(self.i).copied()
-        }
-
-        #[inline]
-        fn eat(&mut self, c: u8) -> Option<()> {
-            if self.peek()? == c {
-                self.i += 1;
-                Some(())
-            } else {
-                None
-            }
-        }
-
-        /// A string without escapes (keys); `None` if it has any.
-        fn key(&mut self) -> Option<&'a [u8]> {
-            self.eat(b'"')?;
-            let start = self.i;
-            loop {
-                match *self.b.get(self.i)? {
-                    b'"' => break,
-                    b'\\' => return None,
-                    _ => self.i += 1,
-                }
-            }
-            let k = &self.b[start..self.i];
-            self.i += 1;
-            Some(k)
-        }
-
-        fn number_token(&mut self) -> Option<&'a str> {
-            self.ws();
-            let start = self.i;
-            while let Some(&c) = self.b.get(self.i) {
-                if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E') {
-                    self.i += 1;
-                } else {
-                    break;
-                }
-            }
-            let tok = &self.b[start..self.i];
-            // JSON numbers start with '-' or a digit
-            match tok.first() {
-                Some(c) if *c == b'-' || c.is_ascii_digit() => std::str::from_utf8(tok).ok(),
-                _ => None,
-            }
-        }
-
-        fn f64(&mut self) -> Option<f64> {
-            self.number_token()?.parse().ok()
-        }
-
-        fn i64(&mut self) -> Option<i64> {
-            self.number_token()?.parse().ok()
-        }
-
-        /// Skips any JSON value.
-        fn skip(&mut self) -> Option<()> {
-            match self.peek()? {
-                b'"' => {
-                    self.i += 1;
-                    loop {
-                        match *self.b.get(self.i)? {
-                            b'"' => {
-                                self.i += 1;
-                                return Some(());
-                            }
-                            b'\\' => self.i += 2,
-                            _ => self.i += 1,
-                        }
-                    }
-                }
-                b'{' | b'[' => {
-                    let mut depth = 0usize;
-                    loop {
-                        match *self.b.get(self.i)? {
-                            b'{' | b'[' => depth += 1,
-                            b'}' | b']' => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    self.i += 1;
-                                    return Some(());
-                                }
-                            }
-                            b'"' => {
-                                self.skip()?;
-                                continue;
-                            }
-                            _ => {}
-                        }
-                        self.i += 1;
-                    }
-                }
-                b't' | b'f' | b'n' => {
-                    for word in [&b"true"[..], b"false", b"null"] {
-                        if self.b[self.i..].starts_with(word) {
-                            self.i += word.len();
-                            return Some(());
-                        }
-                    }
-                    None
-                }
-                _ => self.number_token().map(|_| ()),
-            }
-        }
-    }
-
-    #[inline]
-    fn is_ws(c: u8) -> bool {
-        c == b' ' || c == b'\n' || c == b'\r' || c == b'\t'
-    }
-
-    /// Parses `{...}` objects separated by commas in `b[start..stop]`; a
-    /// trailing comma is accepted only when `more` (another chunk follows).
-    fn objects(b: &[u8], start: usize, stop: usize, more: bool) -> Option<Annotations> {
-        let mut s = Scan {
-            b: &b[..stop],
-            i: start,
-        };
-        let mut c = Annotations::default();
-        let cap = (stop - start) / 64;
-        c.image_id.reserve(cap);
-        c.category_id.reserve(cap);
-        c.bbox.reserve(4 * cap);
-        c.area.reserve(cap);
-        c.score.reserve(cap);
-        loop {
-            s.eat(b'{')?;
-            let (mut img, mut cat, mut bbox, mut score) = (None, None, None, None);
-            if s.peek()? != b'}' {
-                loop {
-                    let key = s.key()?;
-                    s.eat(b':')?;
-                    match key {
-                        b"image_id" => img = Some(s.i64()?),
-                        b"category_id" => cat = Some(s.i64()?),
-                        b"score" => score = Some(s.f64()?),
-                        b"bbox" => {
-                            s.eat(b'[')?;
-                            let mut v = [0.0f64; 4];
-                            for (j, slot) in v.iter_mut().enumerate() {
-                                if j > 0 {
-                                    s.eat(b',')?;
-                                }
-                                *slot = s.f64()?;
-                            }
-                            s.eat(b']')?;
-                            bbox = Some(v);
-                        }
-                        _ => s.skip()?,
-                    }
-                    match s.peek()? {
-                        b',' => s.i += 1,
-                        b'}' => break,
-                        _ => return None,
-                    }
-                }
-            }
-            s.i += 1; // '}'
-            let (img, cat, bbox, score) = (img?, cat?, bbox?, score?);
-            c.image_id.push(img);
-            c.category_id.push(cat);
-            c.bbox.extend_from_slice(&bbox);
-            c.area.push(bbox[2] * bbox[3]);
-            c.score.push(score);
-            match s.peek() {
-                Some(b',') => {
-                    s.i += 1;
-                    if s.peek().is_none() {
-                        return more.then_some(c);
-                    }
-                }
-                None => return (!more).then_some(c),
-                _ => return None,
-            }
-        }
-    }
-
-    /// Start of the object after the first `}` `,` `{` at or after `from`.
-    fn split_after(b: &[u8], from: usize, stop: usize) -> Option<usize> {
-        let mut i = from;
-        while i < stop {
-            if b[i] == b'}' {
-                let mut j = i + 1;
-                while j < stop && is_ws(b[j]) {
-                    j += 1;
-                }
-                if j < stop && b[j] == b',' {
-                    j += 1;
-                    while j < stop && is_ws(b[j]) {
-                        j += 1;
-                    }
-                    if j < stop && b[j] == b'{' {
-                        return Some(j);
-                    }
-                }
-            }
-            i += 1;
-        }
-        None
-    }
-
-    pub(super) fn results(b: &[u8]) -> Option<Annotations> {
-        let mut s = Scan { b, i: 0 };
-        s.eat(b'[')?;
-        let open = s.i;
-        let mut end = b.len();
-        while end > open && is_ws(b[end - 1]) {
-            end -= 1;
-        }
-        if end <= open || b[end - 1] != b']' {
-            return None;
-        }
-        let close = end - 1;
-        let mut c = if b[open..close].iter().all(|&x| is_ws(x)) {
-            Annotations::default()
-        } else {
-            // Large files: parse chunks split at object boundaries in
-            // parallel. A split inside a string makes a chunk fail, and the
-            // caller then falls back to serde.
-            let chunks = if close - open > 1 << 22 {
-                rayon::current_num_threads().clamp(1, 8)
-            } else {
-                1
-            };
-            let mut bounds = vec![open];
-            for t in 1..chunks {
-                let target = open + (close - open) * t / chunks;
-                match split_after(b, target.max(*bounds.last()?), close) {
-                    Some(p) => bounds.push(p),
-                    None => break,
-                }
-            }
-            bounds.push(close);
-            let n = bounds.len() - 1;
-            let parts: Vec<Option<Annotations>> = if n > 1 {
-                use rayon::prelude::*;
-                (0..n)
-                    .into_par_iter()
-                    .map(|k| objects(b, bounds[k], bounds[k + 1], k + 1 < n))
-                    .collect()
-            } else {
-                vec![objects(b, open, close, false)]
-            };
-            let mut all = Annotations::default();
-            for part in parts {
-                let part = part?;
-                all.image_id.extend(part.image_id);
-                all.category_id.extend(part.category_id);
-                all.bbox.extend(part.bbox);
-                all.area.extend(part.area);
-                all.score.extend(part.score);
-            }
-            all
-        };
-        let n = c.image_id.len();
-        c.id = (1..=n as i64).collect();
-        c.iscrowd = vec![0; n];
-        Some(c)
-    }
+    parse_with_non_finite::<ResultsFile>(bytes, source).map(|r| r.0)
 }
 
 /// Reads and parses a ground-truth file.
@@ -545,10 +459,10 @@ pub fn load_ground_truth(path: &Path) -> Result<GroundTruthFile> {
     parse_ground_truth(&bytes, &path.display().to_string())
 }
 
-/// Reads and parses a result file.
-pub fn load_results(path: &Path) -> Result<Annotations> {
+/// Reads and parses a result file on up to `num_threads` workers.
+pub fn load_results(path: &Path, num_threads: usize) -> Result<Annotations> {
     let bytes = read(path)?;
-    parse_results(&bytes, &path.display().to_string())
+    parse_results_with(&bytes, &path.display().to_string(), num_threads)
 }
 
 #[cfg(test)]
@@ -593,10 +507,8 @@ mod tests {
             br#"[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1},]"#,
         ];
         for doc in docs {
-            let slow = serde_json::from_slice::<DtAnnotations>(doc)
-                .map(|d| d.0)
-                .ok();
-            let quick = fast::results(doc);
+            let slow = serde_json::from_slice::<ResultsFile>(doc).map(|d| d.0).ok();
+            let quick = fast::results(doc, 1);
             if quick.is_some() {
                 assert_eq!(quick, slow, "{}", String::from_utf8_lossy(doc));
             } else {
@@ -604,7 +516,7 @@ mod tests {
                 assert!(parse_results(doc, "x").is_ok() == slow.is_some());
             }
         }
-        assert!(fast::results(docs[1]).is_some());
+        assert!(fast::results(docs[1], 1).is_some());
         // chunked parsing of a large document equals serde's
         let mut big = String::from("[");
         for i in 0..120_000 {
@@ -621,12 +533,12 @@ mod tests {
             ));
         }
         big.push(']');
-        let quick = fast::results(big.as_bytes()).unwrap();
-        let slow = serde_json::from_slice::<DtAnnotations>(big.as_bytes())
+        let quick = fast::results(big.as_bytes(), 2).unwrap();
+        let slow = serde_json::from_slice::<ResultsFile>(big.as_bytes())
             .unwrap()
             .0;
         assert_eq!(quick, slow);
-        assert!(fast::results(docs[2]).is_some());
+        assert!(fast::results(docs[2], 1).is_some());
     }
 
     #[test]
@@ -637,7 +549,81 @@ mod tests {
         assert!(msg.contains("category_id"), "{msg}");
         let err = parse_ground_truth(b"{\"images\": [", "gt.json").unwrap_err();
         assert!(err.to_string().contains("gt.json"));
-        let err = load_results(Path::new("/nonexistent/x.json")).unwrap_err();
+        let err = load_results(Path::new("/nonexistent/x.json"), 1).unwrap_err();
         assert!(matches!(err, Error::Io { .. }));
+    }
+
+    #[test]
+    fn reads_what_pycocotools_reads() {
+        let doc = br#"{"images": [{"id": "b"}, {"id": "a"}], "categories": [{"id": 1.0}],
+            "annotations": [{"id": 2.0, "image_id": "a", "category_id": 1,
+                             "bbox": [1, 2, 3, 4, 0.9], "area": NaN}]}"#;
+        let gt = parse_ground_truth(doc, "gt.json").unwrap();
+        assert_eq!(gt.annotations.image_names, vec!["a", "b"]);
+        assert_eq!(gt.image_ids, vec![1, 0]);
+        assert_eq!(gt.annotations.image_id, vec![0]);
+        assert_eq!(gt.annotations.id, vec![2]);
+        assert_eq!(gt.categories[0].id, 1);
+        assert_eq!(gt.annotations.bbox, vec![1.0, 2.0, 3.0, 4.0]);
+        assert!(gt.annotations.area[0].is_nan());
+        let doc = br#"[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": NaN},
+            {"image_id": 1.0, "category_id": 1, "bbox": [1, 2, 3, 4, 5], "score": -Infinity},
+            {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": Infinity}]"#;
+        let dt = parse_results(doc, "dt.json").unwrap();
+        assert!(dt.score[0].is_nan());
+        assert_eq!(dt.score[1..], [f64::NEG_INFINITY, f64::INFINITY]);
+        assert_eq!(dt.image_id, vec![1, 1, 1]);
+        let doc = br#"[{"image_id": "x", "category_id": 1, "bbox": [1, 2, 3, 4], "score": NaN}]"#;
+        let dt = parse_results(doc, "dt.json").unwrap();
+        assert_eq!(
+            (dt.image_names.clone(), dt.image_id.clone()),
+            (vec!["x".to_owned()], vec![0])
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_record_and_the_key() {
+        let cases: [(&[u8], &str); 6] = [
+            (
+                br#"[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1},
+                   {"image_id": 1, "category_id": 1, "bbox": "x", "score": 1}]"#,
+                "results[1], key \"bbox\": invalid type: string \"x\", expected a list of at least 4 numbers",
+            ),
+            (
+                br#"[{"image_id": 1, "category_id": 1, "score": 1}]"#,
+                "results[0]: missing key \"bbox\"",
+            ),
+            (
+                br#"[{"image_id": 1.5, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1}]"#,
+                "results[0], key \"image_id\": expected an integer or a string id, got 1.5",
+            ),
+            (
+                br#"[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": "0.5"}]"#,
+                "results[0], key \"score\": invalid type: string \"0.5\", expected a number",
+            ),
+            (
+                br#"[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1},
+                   {"image_id": "a", "category_id": 1, "bbox": [1, 2, 3, 4], "score": 1}]"#,
+                "results[1], key \"image_id\": image id \"a\" is a string but results[0].image_id is an integer",
+            ),
+            (br#"[3]"#, "results[0]: invalid type: integer `3`, expected a result object"),
+        ];
+        for (doc, want) in cases {
+            let msg = parse_results(doc, "dt.json").unwrap_err().to_string();
+            assert!(msg.starts_with("dt.json: not a valid COCO file: "), "{msg}");
+            assert!(msg.contains(want), "{msg}\nwanted: {want}");
+            assert!(msg.contains(" at line "), "{msg}");
+        }
+        let doc = br#"{"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1,
+            "category_id": "cat", "bbox": [1, 2, 3, 4]}]}"#;
+        let msg = parse_ground_truth(doc, "gt.json").unwrap_err().to_string();
+        assert!(
+            msg.contains("annotations[0], key \"category_id\": expected an integer id"),
+            "{msg}"
+        );
+        let msg = parse_ground_truth(br#"{"categories": [{"name": "x"}]}"#, "gt.json")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("categories[0]: missing field `id`"), "{msg}");
     }
 }
