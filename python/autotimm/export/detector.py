@@ -105,7 +105,7 @@ class DetectorExport(nn.Module):
     images : Tensor [B, 3, H, W] float32 (normalised like the training data)
     """
 
-    def __init__(self, model: nn.Module, postprocess: bool = False) -> None:
+    def __init__(self, model: Any, postprocess: bool = False) -> None:
         super().__init__()
         if not is_detector(model):
             raise TypeError(

@@ -12,6 +12,8 @@ involved.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.onnx import symbolic_helper
 
@@ -80,7 +82,7 @@ def _multiclass_nms_fake(
 
 @symbolic_helper.parse_args("v", "v", "f", "f", "i")
 def _onnx_symbolic(
-    g: torch.Graph,
+    g: Any,  # the TorchScript exporter's graph context
     boxes: torch.Value,
     scores: torch.Value,
     iou_threshold: float,

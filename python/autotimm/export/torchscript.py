@@ -82,27 +82,31 @@ def export_to_torchscript(
     ------
     ValueError
         On an unknown ``method``, or ``method="trace"`` without ``example_input``.
+    TypeError
+        If ``example_input`` is not a tensor or a tuple of tensors, or
+        ``postprocess`` is asked of a model that is not a detector.
     RuntimeError
         When TorchScript cannot compile or trace the model.
     """
     if method not in _METHODS:
         raise ValueError(f"method must be 'trace' or 'script', got {method!r}")
-    if method == "trace" and example_input is None:
-        raise ValueError(
-            "example_input is required when method='trace': give a tensor [B, 3, H, W] "
-            "of the expected input shape"
-        )
+    inputs: tuple[torch.Tensor, ...] = ()
+    if method == "trace":
+        if example_input is None:
+            raise ValueError(
+                "example_input is required when method='trace': give a tensor [B, 3, H, W] "
+                "of the expected input shape"
+            )
+        device = model_device(model)
+        inputs = tuple(x.to(device) for x in as_inputs(example_input))
     save_path = Path(save_path)
     module = module_to_export(model, wrap_model, postprocess)
     with eval_mode(model), eval_mode(module):
         try:
-            if method == "trace":
-                device = model_device(model)
-                inputs = tuple(x.to(device) for x in as_inputs(example_input))
-                with torch.inference_mode(), quiet_tracing():
+            with torch.inference_mode(), quiet_tracing():
+                if method == "trace":
                     scripted = torch.jit.trace(module, inputs)
-            else:
-                with quiet_tracing():
+                else:
                     scripted = torch.jit.script(module)
         except Exception as exc:
             raise RuntimeError(
