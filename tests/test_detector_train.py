@@ -115,3 +115,13 @@ def test_trains_end_to_end(arch: str, epochs: int, tmp_path) -> None:
     result = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                         accelerator="cpu").test(loaded, val_loader, verbose=False)[0]
     assert "test/map" in result and "test/map_50" in result
+    # losses of val and test come from the forward pass that makes the detections
+    loss_names = {"loss", "cls_loss", "reg_loss"}
+    loss_names |= {"centerness_loss"} if arch == "fcos" else set()
+    assert {f"test/{name}" for name in loss_names} <= set(result)
+    assert {f"val/{name}" for name in loss_names} <= set(metrics)
+    assert ("test/centerness_loss" in result) == (arch == "fcos")
+    validated = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                           accelerator="cpu").validate(loaded, val_loader, verbose=False)[0]
+    assert {f"val/{name}" for name in loss_names} | {"val/map"} <= set(validated)
+    assert all(float(validated[f"val/{name}"]) >= 0 for name in loss_names)
