@@ -192,17 +192,14 @@ def run(args: argparse.Namespace) -> int:
         )
         _write_onnx_metadata(output, _onnx_metadata(model, args.nms, args.dynamic))
         checked = all(
-            validate_onnx_export(model, output, x, rtol=CHECK_RTOL, atol=CHECK_ATOL)
-            for x in inputs
+            validate_onnx_export(model, output, x, rtol=CHECK_RTOL, atol=CHECK_ATOL) for x in inputs
         )
         runtime = "onnxruntime"
     else:
         export_to_torchscript(model, output, inputs[0], optimize=False, postprocess=args.nms)
         exported = load_torchscript(output)
         checked = all(
-            validate_torchscript_export(
-                model, exported, x, rtol=CHECK_RTOL, atol=CHECK_ATOL
-            )
+            validate_torchscript_export(model, exported, x, rtol=CHECK_RTOL, atol=CHECK_ATOL)
             for x in inputs
         )
         runtime = "torch.jit"
