@@ -161,8 +161,10 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        # Also when a step interval saved at this step: that copy predates the validation.
+        if trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def resolve_last_checkpoint(*search_dirs: str | os.PathLike[str] | None) -> Path:
