@@ -722,8 +722,16 @@ def _check_params(p: Params) -> None:
         Naming the parameter, the value received and what is expected.
     """
 
+    def as_floats(value: Any) -> np.ndarray | None:
+        if isinstance(value, str) or not _is_array_like(value):
+            return None
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+
     def floats(name: str, value: Any, lo: float, hi: float) -> None:
-        arr = np.asarray(value, dtype=np.float64) if _is_array_like(value) else None
+        arr = as_floats(value)
         if arr is None or arr.ndim != 1 or arr.size == 0:
             raise ValueError(f"params.{name} is {value!r}; expected a non-empty list of numbers")
         if not np.all((arr >= lo) & (arr <= hi)):
@@ -738,7 +746,7 @@ def _check_params(p: Params) -> None:
         raise ValueError(
             f"params.maxDets is {p.maxDets!r}; expected a non-empty list of non-negative integers"
         )
-    rng = np.asarray(p.areaRng, dtype=np.float64) if _is_array_like(p.areaRng) else None
+    rng = as_floats(p.areaRng)
     if rng is None or rng.ndim != 2 or rng.shape[0] == 0 or rng.shape[1] != 2:
         raise ValueError(
             f"params.areaRng is {p.areaRng!r}; expected a non-empty list of [min, max] pairs"
