@@ -1,4 +1,13 @@
-"""Typed stub of the native extension ``autotimm._native``."""
+"""Typed stub of the native extension ``autotimm._native``.
+
+Every array argument is checked for dtype (``TypeError``) and shape
+(``ValueError``), with the argument's name in the message; arrays in another
+layout (Fortran order, strided views) are read in logical order. An allocation
+sized from the input that cannot be made raises ``MemoryError`` naming the
+input. ``num_threads=0`` means the available cores, capped by the
+``AUTOTIMM_NUM_THREADS`` environment variable; parallel work runs in thread
+pools owned per process, so the functions also work in forked children.
+"""
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +28,7 @@ def fcos_targets(
     """FCOS targets of a batch: boxes [N, 4] of all images, labels [N], counts [B].
 
     Returns cls [B, P] int64 (-1 background), reg [B, P, 4] float32, ctr [B, P] float32.
+    MemoryError naming ``feature_sizes`` when the B * P targets cannot be allocated.
     """
 
 # --- NMS (rust/src/py/nms.rs) -------------------------------------------------
@@ -30,7 +40,7 @@ def nms(
 ) -> npt.NDArray[np.int64]:
     """Greedy NMS, index-identical to ``torchvision.ops.nms`` on CPU.
 
-    boxes [N, 4] xyxy and scores [N], C-contiguous, both float32 or both float64.
+    boxes [N, 4] xyxy and scores [N], both float32 or both float64.
     Returns int64 [K] kept indices in decreasing score order (ties: lower index).
     Raises TypeError on other dtypes, ValueError on bad shapes, NaN/Inf values or
     a NaN threshold.
@@ -45,9 +55,11 @@ def batched_nms(
 ) -> npt.NDArray[np.int64]:
     """Per-class NMS, index-identical to ``torchvision.ops.batched_nms`` on CPU.
 
-    As ``nms`` plus idxs [N] int64 class ids (C-contiguous). Up to 1000 boxes it
-    reproduces torchvision's coordinate-offset trick, above it NMS per class.
-    num_threads caps the worker threads for large inputs (0 = all cores).
+    As ``nms`` plus idxs [N] int64 class ids. Up to 1000 boxes it reproduces
+    torchvision's coordinate-offset trick, above it NMS per class; kept indices
+    come in decreasing score order, ties by lower index (``autotimm.ops``
+    reorders ties above 1000 boxes as torchvision does). num_threads caps the
+    worker threads for large inputs.
     """
 
 # --- COCO bbox evaluation (rust/src/py/coco.rs) -------------------------------
@@ -58,14 +70,18 @@ def coco_load_ground_truth(path: str) -> dict[str, object]:
     Keys: ``image_ids`` int64 [I], ``categories`` (list of dicts with id, name,
     supercategory), and per annotation ``id``, ``image_id``, ``category_id``
     int64 [N], ``bbox`` float64 [N, 4] xywh, ``area`` float64 [N] (w*h when
-    absent), ``iscrowd`` uint8 [N]. FileNotFoundError if missing; ValueError
-    naming the file and the problem if malformed.
+    absent), ``iscrowd`` uint8 [N]; with string image ids also ``image_names``
+    (sorted; every image id is an index into it). Reads NaN/Infinity numbers,
+    integral float ids and boxes of more than four numbers (the first four).
+    FileNotFoundError if missing; ValueError naming the file, the record, the
+    key and what was expected if malformed.
     """
 
-def coco_load_results(path: str) -> dict[str, npt.NDArray[np.generic]]:
+def coco_load_results(path: str, num_threads: int = 0) -> dict[str, object]:
     """Reads a COCO result file with ``loadRes`` semantics (id from 1, area = w*h,
     iscrowd 0): ``id``, ``image_id``, ``category_id``, ``bbox`` [N, 4], ``area``,
-    ``iscrowd``, ``score``."""
+    ``iscrowd``, ``score``, and ``image_names`` for string image ids (as
+    ``coco_load_ground_truth``). Large files are parsed on ``num_threads``."""
 
 def coco_evaluate(
     gt_id: npt.NDArray[np.int64],
