@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
             height: usize::from(b % 13),
             width: usize::from(b.rotate_left(3) % 11),
             lo: if k == 0 { -1.0 } else { 16.0 * k as f32 },
-            hi: if k + 1 == num_levels { f32::INFINITY } else { 16.0 * (k + 1) as f32 },
+            hi: if k + 1 == num_levels {
+                f32::INFINITY
+            } else {
+                16.0 * (k + 1) as f32
+            },
         });
     }
     let num_images = usize::from(data[4] % 4);

@@ -21,7 +21,10 @@ fn check(keep: &[i64], scores: &[f32]) {
         seen[k] = true;
     }
     for w in keep.windows(2) {
-        assert!(scores[w[0] as usize] >= scores[w[1] as usize], "not in score order");
+        assert!(
+            scores[w[0] as usize] >= scores[w[1] as usize],
+            "not in score order"
+        );
     }
 }
 
