@@ -101,7 +101,8 @@ def yolox_losses(
     num_classes = cls_logits.shape[-1]
 
     if cls_loss_fn is None:
-        one_hot = F.one_hot(assignment.labels.clamp(min=0), num_classes).to(cls_logits.dtype)
+        classes = torch.arange(num_classes, device=cls_logits.device)
+        one_hot = (assignment.labels[..., None] == classes).to(cls_logits.dtype)  # no sync
         targets = one_hot * (assignment.ious * fg_f)[..., None]
         cls_sum = quality_focal_loss(cls_logits, targets).sum()
     else:
