@@ -128,3 +128,28 @@ def test_help_lists_the_options(capsys) -> None:
         "--opset",
     ):
         assert option in out
+
+
+def test_a_file_that_fails_a_check_is_removed(tmp_path: Path) -> None:
+    from autotimm.export_cli import _check
+
+    output = tmp_path / "det.onnx"
+    output.write_bytes(b"onnx")
+    x = torch.zeros(2, 3, 96, 64)
+    _check(output, x, lambda _: True, other_size=True)
+    assert output.exists()
+
+    def refuse(_: torch.Tensor) -> bool:
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : broadcast 193 by 197\nmore")
+
+    with pytest.raises(
+        RuntimeError,
+        match=r"fails \(\[ONNXRuntimeError\].*197\) on input "
+        r"2x3x96x64; removed it. the backbone fixes its input size",
+    ):
+        _check(output, x, refuse, other_size=True)
+    assert not output.exists()
+    output.write_bytes(b"onnx")
+    with pytest.raises(RuntimeError, match="does not reproduce the model.*--verbose"):
+        _check(output, x, lambda _: False, other_size=False)
+    assert not output.exists()
