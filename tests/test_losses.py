@@ -238,3 +238,37 @@ def test_register_custom_loss() -> None:
     register_custom_loss("my_test_loss", MyLoss, alias="mtl")
     assert isinstance(get_loss_registry().get_loss("mtl", reduction="sum"), MyLoss)
     assert "my_test_loss" in list_available_losses()
+
+
+def _ranks_worker(rank: int, world: int, store: str, results) -> None:
+    import torch.distributed as dist
+
+    from autotimm.losses._distributed import mean_over_ranks
+    from autotimm.losses.fcos import detection_losses
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        num_pos = torch.tensor(2.0 + 4.0 * rank)  # 2 and 6 positives: the mean is 4
+        labels = torch.full((1, 8), -1, dtype=torch.int64)
+        labels[0, : int(num_pos)] = 0
+        points = torch.zeros(8, 2)
+        losses = detection_losses(
+            torch.zeros(1, 8, 1), torch.ones(1, 8, 4), None, labels, torch.ones(1, 8, 4), None,
+            points, FocalLoss(reduction="sum"), GIoULoss(reduction="sum"),
+        )
+        plain = FocalLoss(reduction="sum")(torch.zeros(8, 1), labels.reshape(-1))
+        results[rank] = (float(mean_over_ranks(num_pos)), float(losses["cls_loss"]),
+                         float(plain / 4), float(losses["num_pos"]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_num_pos_is_averaged_over_ranks(tmp_path) -> None:
+    """Two gloo processes with 2 and 6 positives both normalise by 4."""
+    import torch.multiprocessing as mp
+
+    results = mp.Manager().dict()
+    mp.spawn(_ranks_worker, args=(2, str(tmp_path / "store"), results), nprocs=2, join=True)
+    for rank in (0, 1):
+        mean, cls_loss, expected, own = results[rank]
+        assert mean == 4.0 and cls_loss == pytest.approx(expected) and own == 2.0 + 4.0 * rank
