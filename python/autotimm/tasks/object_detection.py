@@ -1085,7 +1085,9 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         dynamic_axes : dict, optional
             Default: the batch dimension of every input and output is dynamic.
         **kwargs
-            Passed to :func:`autotimm.export.export_to_onnx`.
+            Passed to :func:`autotimm.export.export_to_onnx`, e.g.
+            ``postprocess=True`` (decoding and NMS in the graph: outputs ``boxes``,
+            ``scores``, ``labels``, ``num_detections``) and ``dynamic_image_size=True``.
 
         Returns
         -------
