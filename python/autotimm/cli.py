@@ -166,9 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from autotimm.commands.errors import pop_verbose, quiet_third_party, run_reporting_errors
 
     verbose, args = pop_verbose(args)
-    quiet_third_party(verbose)
     if command == "export":
+        if not _is_help(args[1:]):  # the export's help needs neither torch nor Lightning
+            quiet_third_party(verbose)
         return _export(args[1:], verbose)
+    quiet_third_party(verbose)
     if command == "predict" and _has_source(args):
         from autotimm.commands.predict_source import main as predict_main
 
