@@ -854,7 +854,8 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         return split_detections(detections, batch)
 
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, torch.Tensor]]:
-        return self.predict(self._images(batch))
+        image_sizes = batch.get("image_sizes") if isinstance(batch, dict) else None
+        return self.predict(self._images(batch), image_sizes)
 
     def _evaluate_batch(
         self, metrics: nn.ModuleDict, batch: dict[str, Any], stage: str
