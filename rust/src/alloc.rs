@@ -15,6 +15,18 @@ pub fn product(arg: &'static str, dims: &[usize]) -> Result<usize> {
         })
 }
 
+/// Reserves room for `additional` more elements in `v`, or [`Error::Memory`]
+/// naming `arg`.
+pub fn reserve<T>(arg: &'static str, v: &mut Vec<T>, additional: usize) -> Result<()> {
+    v.try_reserve(additional).map_err(|_| Error::Memory {
+        arg,
+        what: format!(
+            "{additional} more elements of {} bytes",
+            std::mem::size_of::<T>()
+        ),
+    })
+}
+
 /// A `Vec` of `len` copies of `value`, or [`Error::Memory`] naming `arg` if
 /// the memory cannot be reserved.
 pub fn filled<T: Clone>(arg: &'static str, len: usize, value: T) -> Result<Vec<T>> {
@@ -43,6 +55,9 @@ mod tests {
             Err(Error::Memory { arg: "x", .. })
         ));
         assert_eq!(product("x", &[2, 3, 4]).unwrap(), 24);
+        let mut v = vec![1u8];
+        reserve("x", &mut v, 10).unwrap();
+        assert!(reserve("x", &mut v, usize::MAX / 2).is_err());
         let e = product("feature_sizes", &[1 << 40, 1 << 40]).unwrap_err();
         assert!(
             e.to_string().starts_with("feature_sizes: cannot allocate"),

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::by_score_desc;
 use super::index::IdIndex;
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 
@@ -364,6 +365,11 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     gt.validate()?;
     dt.validate()?;
+    // The largest buffer holds up to one row of A * T flags per detection:
+    // refuse parameters that make it unallocatable before any work.
+    let row = alloc::product("iouThrs/areaRng", &[p.area_rng.len(), p.iou_thrs.len()])?;
+    let bound = alloc::product("iouThrs/areaRng", &[dt.image_id.len(), row])?;
+    alloc::reserve("iouThrs/areaRng", &mut Vec::<u8>::new(), bound)?;
     let cats: Vec<i64> = match cat_ids {
         Some(c) => c.to_vec(),
         None => {
@@ -479,14 +485,15 @@ pub fn evaluate(
     };
     let nd: usize = parts.iter().map(|e| e.dt_score.len()).sum();
     let ng: usize = parts.iter().map(|e| e.gt_image.len()).sum();
-    out.dt_image.reserve(nd);
-    out.dt_category.reserve(nd);
-    out.dt_rank.reserve(nd);
-    out.dt_score.reserve(nd);
-    out.dt_flags.reserve(nd * out.num_areas * out.num_iou);
-    out.gt_image.reserve(ng);
-    out.gt_category.reserve(ng);
-    out.gt_count.reserve(ng * out.num_areas);
+    let flags = alloc::product("iouThrs/areaRng", &[nd, out.num_areas, out.num_iou])?;
+    alloc::reserve("dt", &mut out.dt_image, nd)?;
+    alloc::reserve("dt", &mut out.dt_category, nd)?;
+    alloc::reserve("dt", &mut out.dt_rank, nd)?;
+    alloc::reserve("dt", &mut out.dt_score, nd)?;
+    alloc::reserve("iouThrs/areaRng", &mut out.dt_flags, flags)?;
+    alloc::reserve("gt", &mut out.gt_image, ng)?;
+    alloc::reserve("gt", &mut out.gt_category, ng)?;
+    alloc::reserve("areaRng", &mut out.gt_count, ng * out.num_areas)?;
     for part in parts {
         out.append(part);
     }
