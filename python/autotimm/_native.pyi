@@ -52,14 +52,15 @@ def batched_nms(
     idxs: npt.NDArray[np.int64],
     iou_threshold: float,
     num_threads: int = 1,
+    by_index: bool = False,
 ) -> npt.NDArray[np.int64]:
     """Per-class NMS, index-identical to ``torchvision.ops.batched_nms`` on CPU.
 
     As ``nms`` plus idxs [N] int64 class ids. Up to 1000 boxes it reproduces
     torchvision's coordinate-offset trick, above it NMS per class; kept indices
     come in decreasing score order, ties by lower index (``autotimm.ops``
-    reorders ties above 1000 boxes as torchvision does). num_threads caps the
-    worker threads for large inputs.
+    reorders ties above 1000 boxes as torchvision does); with ``by_index`` in
+    ascending index order. num_threads caps the worker threads for large inputs.
     """
 
 # --- COCO bbox evaluation (rust/src/py/coco.rs) -------------------------------

@@ -629,6 +629,19 @@ fn run_buckets<T: Float>(
         .collect())
 }
 
+/// Distinct kept indices `keep` (each `< n`) in ascending order, in O(n):
+/// torchvision's per-class path orders `torch.where(keep_mask)`, which is
+/// this, with torch's sort by score.
+pub fn ascending(keep: &[i64], n: usize) -> Vec<i64> {
+    let mut mask = vec![false; n];
+    for &k in keep {
+        if let Some(slot) = usize::try_from(k).ok().and_then(|k| mask.get_mut(k)) {
+            *slot = true;
+        }
+    }
+    (0..n as i64).filter(|&i| mask[i as usize]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,6 +683,12 @@ mod tests {
             }
         }
         keep
+    }
+
+    #[test]
+    fn ascending_sorts_kept_indices() {
+        assert_eq!(ascending(&[7, 2, 5, 0], 9), vec![0, 2, 5, 7]);
+        assert!(ascending(&[], 0).is_empty());
     }
 
     fn ref_batched<T: Float + Into<f64>>(

@@ -128,32 +128,37 @@ def batched_nms(
         if idxs.dtype not in _INT_DTYPES:
             raise TypeError(f"idxs has dtype {idxs.dtype}; expected an integer dtype")
         idxs = idxs.to(torch.int64)
+    per_class = boxes.shape[0] >= _VANILLA_MIN_BOXES
     keep = torch.from_numpy(
         _native.batched_nms(
-            _array(boxes), _array(scores), _array(idxs), iou_threshold, torch.get_num_threads()
+            _array(boxes),
+            _array(scores),
+            _array(idxs),
+            iou_threshold,
+            torch.get_num_threads(),
+            by_index=per_class,
         )
     )
-    if boxes.shape[0] >= _VANILLA_MIN_BOXES:
+    if per_class:
         keep = _torchvision_order(keep, scores)
     return keep
 
 
-def _torchvision_order(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def _torchvision_order(ascending: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """Orders kept indices as ``torchvision``'s per-class path does.
 
     Parameters
     ----------
-    keep : torch.Tensor
-        ``(K,)`` int64 distinct kept indices, in any order.
+    ascending : torch.Tensor
+        ``(K,)`` int64 kept indices in ascending order (``torch.where(keep_mask)``).
     scores : torch.Tensor
         ``(N,)`` float scores of all boxes.
 
     Returns
     -------
     torch.Tensor
-        ``keep`` in ascending index order (``torch.where(keep_mask)``), then
-        permuted by torch's default descending sort of their scores, exactly
-        as ``torchvision.ops.boxes._batched_nms_vanilla`` does.
+        ``ascending`` permuted by torch's default (unstable) descending sort of
+        their scores, exactly as ``torchvision.ops.boxes._batched_nms_vanilla``
+        does.
     """
-    ascending = keep.sort().values
     return ascending[scores.detach()[ascending].sort(descending=True)[1]]

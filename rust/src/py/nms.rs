@@ -75,9 +75,11 @@ fn nms<'py>(
 /// Per-class NMS: as [`nms`] plus `idxs` int64 `(N,)` class ids; boxes of
 /// different classes never suppress each other. `num_threads` caps the worker
 /// threads for large inputs (0 = the available cores capped by
-/// `AUTOTIMM_NUM_THREADS`).
+/// `AUTOTIMM_NUM_THREADS`). With `by_index` the kept indices come in
+/// ascending index order instead of score order.
 #[pyfunction]
-#[pyo3(signature = (boxes, scores, idxs, iou_threshold, num_threads = 1))]
+#[pyo3(signature = (boxes, scores, idxs, iou_threshold, num_threads = 1, by_index = false))]
+#[allow(clippy::too_many_arguments)]
 fn batched_nms<'py>(
     py: Python<'py>,
     boxes: &Bound<'py, PyAny>,
@@ -85,6 +87,7 @@ fn batched_nms<'py>(
     idxs: &Bound<'py, PyAny>,
     iou_threshold: f64,
     num_threads: usize,
+    by_index: bool,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let (pair, n) = float_pair(boxes, scores)?;
     let idxs = matching::<i64>(idxs, "idxs", n, "boxes")?;
@@ -102,6 +105,11 @@ fn batched_nms<'py>(
                 core::batched_nms(b, s, c, iou_threshold, num_threads)
             })?
         }
+    };
+    let keep = if by_index {
+        py.detach(|| core::ascending(&keep, n))
+    } else {
+        keep
     };
     Ok(keep.into_pyarray(py))
 }
