@@ -21,7 +21,9 @@ five, on this machine's threads).
 minutes on a 2-core CPU); ``AUTOTIMM_BENCH_REAL_STEPS=N`` sets the steps per
 model and ``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models. Under
 ``--benchmark-disable`` (CI) each model trains for two steps of two images.
-``python benches/bench_real_data.py [steps]`` runs it without pytest.
+``python benches/bench_real_data.py [steps]`` runs it without pytest, and
+``python benches/bench_real_data.py timing [steps]`` times the models' training
+steps alternately on the same batches (fair ms/step on a loaded machine).
 
 The data is read from ``../shared/data/bccd`` relative to the project root
 (BCCD, MIT licence; see its README); the bench skips when it is absent.
@@ -341,6 +343,39 @@ def format_table(results: dict[str, dict[str, Any]], steps: int, batch_size: int
     return "\n".join(lines)
 
 
+def interleaved_step_times(
+    models: Sequence[str] = MODELS, steps: int = 10, seed: int = 0
+) -> dict[str, float]:
+    """Mean training ms/step of each model, one step of each in turn on the same batches.
+
+    Under a shared, loaded CPU the per-run ms/step of :func:`run` depends on the
+    load at the time of each run; alternating the models step by step gives
+    each the same conditions.
+    """
+    train_split = load_split("train", BATCH_SIZE * 2)
+    detectors = {}
+    for name in models:
+        torch.manual_seed(seed)
+        detectors[name] = build(name, num_classes=3)
+        detectors[name].module.train()
+    optimizers = {
+        name: torch.optim.AdamW(d.module.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+        for name, d in detectors.items()
+    }
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for images, boxes, labels in batches(train_split, steps + 2, BATCH_SIZE, seed):
+        for name, detector in detectors.items():
+            start = time.perf_counter()
+            loss = detector.loss(images, boxes, labels)
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+            times[name].append(time.perf_counter() - start)
+    result = {name: 1e3 * sum(t[2:]) / len(t[2:]) for name, t in times.items()}
+    print("interleaved ms/step: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()))
+    return result
+
+
 def _settings(quick: bool) -> tuple[int, list[str], int | None, int]:
     steps_env = os.environ.get("AUTOTIMM_BENCH_REAL_STEPS", "")
     models_env = os.environ.get("AUTOTIMM_BENCH_REAL_MODELS", "")
@@ -366,4 +401,7 @@ if __name__ == "__main__":
     if not DATA_DIR.is_dir():
         sys.exit(f"BCCD data not found at {DATA_DIR}")
     default_steps, default_models, _, _ = _settings(quick=False)
-    run(int(sys.argv[1]) if len(sys.argv) > 1 else default_steps, default_models)
+    if len(sys.argv) > 1 and sys.argv[1] == "timing":
+        interleaved_step_times(default_models, int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    else:
+        run(int(sys.argv[1]) if len(sys.argv) > 1 else default_steps, default_models)
