@@ -479,8 +479,7 @@ def test_native_module_validates_its_own_arguments():
         _native.nms(np.asfortranarray(boxes), scores, 0.5), _native.nms(boxes, scores, 0.5)
     )
     strided = np.repeat(scores, 2)[::2]
-    np.testing.assert_array_equal(
-        _native.batched_nms(boxes, strided, idxs, 0.5), _native.batched_nms(boxes, scores, idxs, 0.5)
-    )
+    want = _native.batched_nms(boxes, scores, idxs, 0.5)
+    np.testing.assert_array_equal(_native.batched_nms(boxes, strided, idxs, 0.5), want)
     keep = _native.batched_nms(boxes, scores, idxs, 0.5)
     assert keep.dtype == np.int64
