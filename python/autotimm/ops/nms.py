@@ -30,7 +30,7 @@ __all__ = ["batched_nms", "nms"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 # torchvision's batched_nms runs NMS per class on CPU when boxes.numel() > 4000.
-_VANILLA_MIN_BOXES = 1001
+_VANILLA_ABOVE_NUMEL = 4000
 _INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
@@ -128,7 +128,7 @@ def batched_nms(
         if idxs.dtype not in _INT_DTYPES:
             raise TypeError(f"idxs has dtype {idxs.dtype}; expected an integer dtype")
         idxs = idxs.to(torch.int64)
-    per_class = boxes.shape[0] >= _VANILLA_MIN_BOXES
+    per_class = boxes.numel() > _VANILLA_ABOVE_NUMEL
     keep = torch.from_numpy(
         _native.batched_nms(
             _array(boxes),
