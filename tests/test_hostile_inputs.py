@@ -367,6 +367,14 @@ def _rows(tmp: Path) -> list[Row]:
     ):
         path = write(f"dt_bad_{len(rows)}.json", text)
         row(f"loadRes(file): {name}", expect)(lambda p=path: coco.loadRes(p))
+
+    @row("loadRes(file): 1e400 scores read as infinity (Python's json)")
+    def _():
+        text = json.dumps([result, {**result, "bbox": [1, 2, 3, 4, 5]}]).replace("0.5", "1e400")
+        for doc in (text, text.replace("[1, 2, 3, 4, 5]", "[1, 2, 3, 4]")):  # both readers
+            scores = coco.loadRes(write(f"dt_big_{len(doc)}.json", doc))._cols["score"]
+            assert scores.tolist() == [float("inf")] * 2, scores
+
     for name, value, expect in (
         (
             "list without score",

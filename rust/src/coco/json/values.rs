@@ -24,10 +24,12 @@ fn sentinel(token: &[u8]) -> Vec<u8> {
     s
 }
 
-/// `bytes` with every bare `NaN`, `Infinity` and `-Infinity` outside strings
-/// replaced by a sentinel string, or `None` if there is none.
+/// `bytes` with every bare `NaN`, `Infinity` and `-Infinity` outside strings,
+/// and every number beyond the range of `f64` (`1e400`, which Python reads as
+/// `inf`), replaced by a sentinel string, or `None` if there is none.
 pub fn rewrite_non_finite(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
+    let mut out: Vec<u8> = Vec::new();
+    let mut changed = false;
     let mut copied = 0;
     let mut i = 0;
     let mut in_string = false;
@@ -47,23 +49,49 @@ pub fn rewrite_non_finite(bytes: &[u8]) -> Option<Vec<u8>> {
             i += 1;
             continue;
         }
+        // (token to write as a sentinel, bytes it replaces)
+        let mut found: Option<(&[u8], usize)> = None;
         if matches!(c, b'N' | b'I' | b'-') {
-            if let Some((token, _)) = NON_FINITE.iter().find(|(t, _)| bytes[i..].starts_with(t)) {
-                let buf = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 64));
-                buf.extend_from_slice(&bytes[copied..i]);
-                buf.push(b'"');
-                buf.extend_from_slice(&sentinel(token));
-                buf.push(b'"');
-                i += token.len();
-                copied = i;
-                continue;
+            found = NON_FINITE
+                .iter()
+                .find(|(t, _)| bytes[i..].starts_with(t))
+                .map(|(t, _)| (*t, t.len()));
+        }
+        if found.is_none() && (c == b'-' || c.is_ascii_digit()) {
+            let len = bytes[i..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+                .count();
+            let value = std::str::from_utf8(&bytes[i..i + len])
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok());
+            match value {
+                Some(v) if v.is_infinite() => {
+                    let token: &[u8] = if v < 0.0 { b"-Infinity" } else { b"Infinity" };
+                    found = Some((token, len));
+                }
+                _ => {
+                    i += len.max(1);
+                    continue;
+                }
             }
         }
-        i += 1;
+        match found {
+            Some((token, len)) => {
+                out.extend_from_slice(&bytes[copied..i]);
+                out.push(b'"');
+                out.extend_from_slice(&sentinel(token));
+                out.push(b'"');
+                i += len;
+                copied = i;
+                changed = true;
+            }
+            None => i += 1,
+        }
     }
-    out.map(|mut buf| {
-        buf.extend_from_slice(&bytes[copied..]);
-        buf
+    changed.then(|| {
+        out.extend_from_slice(&bytes[copied..]);
+        out
     })
 }
 
@@ -315,6 +343,17 @@ mod tests {
         assert_eq!(nums[1].0, f64::INFINITY);
         assert_eq!(nums[2].0, f64::NEG_INFINITY);
         assert!(rewrite_non_finite(br#"{"name": "NaN"}"#).is_none());
+        assert!(rewrite_non_finite(br#"{"a": [1e300, -2.5, 17]}"#).is_none());
+        let big: Vec<Number> =
+            serde_json::from_slice(&rewrite_non_finite(b"[1e400, -1E+999, 5]").unwrap()).unwrap();
+        assert_eq!(
+            big,
+            vec![
+                Number(f64::INFINITY),
+                Number(f64::NEG_INFINITY),
+                Number(5.0)
+            ]
+        );
         assert!(serde_json::from_slice::<Number>(br#""NaN""#).is_err());
     }
 
