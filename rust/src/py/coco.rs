@@ -304,14 +304,6 @@ fn coco_summarize(
         ],
     )?;
     let iou_thrs = array::<f64>(iou_thrs, "iouThrs", &[any("T")])?;
-    let rs = recall.shape().to_vec();
-    if ps.len() != 5 || rs.len() != 4 || rs != [ps[0], ps[2], ps[3], ps[4]] {
-        return Err(super::error::to_pyerr(Error::shape(
-            "precision/recall",
-            format!("{ps:?} / {rs:?}"),
-            "[T, R, K, A, M] / [T, K, A, M]",
-        )));
-    }
     let shape = [ps[0], ps[1], ps[2], ps[3], ps[4]];
     let (p, r, thrs) = (precision.as_slice(), recall.as_slice(), iou_thrs.as_slice());
     let stats = super::run(py, || {
