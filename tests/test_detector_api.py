@@ -555,7 +555,9 @@ def test_compile_failures_fall_back_with_a_warning(monkeypatch) -> None:
             self._orig_mod = mod
 
         def forward(self, *args):
-            raise RuntimeError("inductor: C++ compiler not found")
+            from torch._inductor.exc import InvalidCxxCompiler
+
+            raise InvalidCxxCompiler()
 
     monkeypatch.setattr(torch, "compile", lambda m, **kw: OptimizedModule(m))
     lazy = make(compile_model=True)
