@@ -185,7 +185,9 @@ def test_training_with_the_target_collate_gives_the_same_loss() -> None:
         compile_model=False,
         deterministic=False,
     )
-    with_targets = FCOSTargetCollate(strides=model.strides)(items)
+    with_targets = FCOSTargetCollate(
+        strides=model.strides, center_sampling_radius=model.center_sampling_radius
+    )(items)
     plain = detection_collate_fn(items)
     assert "targets" in with_targets and "targets" not in plain
     torch.testing.assert_close(
