@@ -308,6 +308,22 @@ AUTOTIMM: dict[str, list[P]] = {
     "get_feature_strides": [("backbone", REQUIRED)],
     "get_model_source": [("model_name", REQUIRED)],
     "list_backbones": [("pattern", ""), ("pretrained_only", False), ("with_source", False)],
+    "BackboneConfig": [
+        ("model_name", "resnet50"),
+        ("pretrained", True),
+        ("num_classes", 0),
+        ("drop_rate", 0.0),
+        ("drop_path_rate", 0.0),
+        ("extra_kwargs", Factory({})),
+    ],
+    "create_backbone": [("cfg", REQUIRED)],
+    "get_backbone_out_features": [("backbone", REQUIRED)],
+    "list_hf_hub_backbones": [
+        ("author", "timm"),
+        ("model_name", None),
+        ("limit", 50),
+        ("with_source", False),
+    ],
 }
 
 #: AutoTimm's properties on the classes above.
