@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
+from test_detector_api import batch_of  # one random-batch helper for the detector tests
 from torch.utils.data import DataLoader, Dataset
 
 from autotimm import FeatureBackboneConfig, LoggingConfig, ObjectDetector
@@ -128,14 +129,7 @@ def test_trains_end_to_end(arch: str, epochs: int, tmp_path) -> None:
 
 
 def _batch(n: int = 4, size: int = 64, boxes_per_image: int = 12, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, boxes_per_image, 2, generator=g) * (size * 0.6)
-    wh = torch.rand(n, boxes_per_image, 2, generator=g) * (size * 0.35) + 4
-    return {
-        "images": torch.randn(n, 3, size, size, generator=g),
-        "boxes": list(torch.cat([xy, xy + wh], dim=-1)),
-        "labels": list(torch.randint(0, 2, (n, boxes_per_image), generator=g)),
-    }
+    return batch_of(n=n, size=size, boxes_per_image=boxes_per_image, seed=seed)
 
 
 def _small(arch: str, **kwargs) -> ObjectDetector:
