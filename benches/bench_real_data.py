@@ -17,9 +17,10 @@ evaluated with ``autotimm.metrics.COCOeval`` against the original annotations
 mAP_small and the mean training ms/step of each model (steps after the first
 five, on this machine's threads).
 
-``pytest benches/bench_real_data.py -s`` runs the default length (about 30
-minutes on a 2-core CPU); ``AUTOTIMM_BENCH_REAL_STEPS=N`` sets the steps per
-model and ``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models. Under
+``pytest benches/bench_real_data.py -s`` runs the default length, 300 steps
+(about 12 epochs; 25 minutes for the three models on a quiet 2-core CPU);
+``AUTOTIMM_BENCH_REAL_STEPS=N`` sets the steps per model and
+``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models. Under
 ``--benchmark-disable`` (CI) each model trains for two steps of two images.
 ``python benches/bench_real_data.py [steps]`` runs it without pytest, and
 ``python benches/bench_real_data.py timing [steps]`` times the models' training
@@ -46,7 +47,7 @@ import torch
 import torch.nn as nn
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bccd"
-DEFAULT_STEPS = 150
+DEFAULT_STEPS = 300
 QUICK_STEPS = 2
 QUICK_BATCH_SIZE = 2
 MODELS = ("ours-fcos", "ours-yolox", "tv-fcos")

@@ -190,3 +190,24 @@ def test_pretrained_without_network_fails_fast_and_says_so(monkeypatch, tmp_path
     with pytest.raises(RuntimeError, match=r"cannot be reached.*pretrained=False"):
         ObjectDetector(backbone="resnet18", num_classes=2, compile_model=False, deterministic=False)
     assert time.perf_counter() - start < 5.0
+
+
+def _zero_gain_norms(module: nn.Module) -> int:
+    return sum(
+        1 for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._NormBase) and not m.weight.detach().any()
+    )
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "regnetx_002"])
+def test_from_scratch_residual_branches_start_with_unit_gain(name: str) -> None:
+    import timm
+
+    plain = timm.create_model(name, pretrained=False, features_only=True)
+    assert _zero_gain_norms(plain) > 0  # timm's zero_init_last, which the detector undoes
+    built = build_detection_backbone(FeatureBackboneConfig(name, pretrained=False)).module
+    assert _zero_gain_norms(built) == 0
+    kept = build_detection_backbone(
+        FeatureBackboneConfig(name, pretrained=False, extra_kwargs={"zero_init_last": True})
+    ).module
+    assert _zero_gain_norms(kept) == _zero_gain_norms(plain)

@@ -196,6 +196,37 @@ def test_fcos_loss_uses_reg_loss_fn_giou_by_default() -> None:
     assert l1.item() > 0 and not torch.allclose(l1, default)
 
 
+def test_centerness_box_weighting_is_the_weighted_mean_over_positives() -> None:
+    from autotimm.losses import detection_losses
+    from autotimm.ops.boxes import level_points, ltrb_to_xyxy
+
+    cls, reg, ctr, cls_t, reg_t, ctr_t = _level_inputs()
+    points = level_points([(4, 4), (2, 2)], (8, 16))
+
+    def flat(maps):  # [B, K, H, W] per level -> [B, P, K]
+        return torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)
+
+    args = (
+        flat(cls), flat(reg), flat(ctr)[..., 0], torch.cat([t.flatten(1) for t in cls_t], 1),
+        flat(reg_t), torch.cat([t.flatten(1) for t in ctr_t], 1), points,
+        FocalLoss(reduction="sum"), GIoULoss(reduction="sum"),
+    )
+    uniform = detection_losses(*args)
+    weighted = detection_losses(*args, box_weighting="centerness")
+    pos = args[3] >= 0
+    per_box = GIoULoss(reduction="none")(
+        ltrb_to_xyxy(points, args[1])[pos], ltrb_to_xyxy(points, args[4])[pos]
+    )
+    w = args[5][pos]
+    torch.testing.assert_close(weighted["reg_loss"], (w * per_box).sum() / w.sum())
+    torch.testing.assert_close(uniform["reg_loss"], per_box.mean())
+    assert not torch.allclose(weighted["reg_loss"], uniform["reg_loss"])
+    for key in ("cls_loss", "centerness_loss", "num_pos"):  # only the box term changes
+        torch.testing.assert_close(weighted[key], uniform[key])
+    with pytest.raises(ValueError, match="box_weighting"):
+        detection_losses(*args, box_weighting="iou")
+
+
 def test_fcos_loss_checks_levels() -> None:
     cls, reg, ctr, cls_t, reg_t, ctr_t = _level_inputs()
     with pytest.raises(ValueError, match="strides"):

@@ -30,19 +30,27 @@ def box_loss_sum(
     pred_boxes: torch.Tensor,
     target_boxes: torch.Tensor,
     positive: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sum of ``reg_loss_fn`` over the positive points of xyxy boxes [..., 4].
 
-    Dense and sync-free when ``reg_loss_fn.forward`` takes ``weights`` (the
-    built-in losses do); a user loss without ``weights`` gets the positives
-    selected by a boolean mask (which synchronises).
+    ``weights`` [...] (optional) scales each point's term. Dense and sync-free
+    when ``reg_loss_fn.forward`` takes ``weights`` (the built-in losses do); a
+    user loss without ``weights`` gets the positives selected by a boolean mask
+    (which synchronises) and, with ``weights``, is called once per point set
+    with ``reduction`` left to it (its sum is then scaled by the mean weight).
     """
     pred = pred_boxes.reshape(-1, 4)
     target = target_boxes.to(pred.dtype).reshape(-1, 4)
     pos = positive.reshape(-1)
+    point_weights = pos.to(pred.dtype)
+    if weights is not None:
+        point_weights = point_weights * weights.reshape(-1).to(pred.dtype)
     if _takes_weights(type(reg_loss_fn)):
-        return reg_loss_fn(pred, target, weights=pos.to(pred.dtype))
-    return reg_loss_fn(pred[pos], target[pos])
+        return reg_loss_fn(pred, target, weights=point_weights)
+    if weights is None:
+        return reg_loss_fn(pred[pos], target[pos])
+    return reg_loss_fn(pred[pos], target[pos]) * point_weights[pos].mean().nan_to_num(0.0)
 
 
 def flatten_levels(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -61,6 +69,7 @@ def detection_losses(
     cls_loss_fn: nn.Module,
     reg_loss_fn: nn.Module,
     ctr_loss_fn: nn.Module | None = None,
+    box_weighting: str = "uniform",
 ) -> dict[str, torch.Tensor]:
     """Classification, box and centerness losses, each normalised by the positives.
 
@@ -91,6 +100,11 @@ def detection_losses(
         ``(pred_xyxy [N, 4], target_xyxy [N, 4][, weights [N]]) -> sum``.
     ctr_loss_fn : module, optional
         ``(pred [N], target [N], weights [N]) -> sum``; default BCE.
+    box_weighting : {"uniform", "centerness"}
+        ``"centerness"`` weights each positive's box loss by its centerness
+        target and divides by their sum (mmdetection's and the FCOS authors'
+        recipe); ``"uniform"`` (torchvision) weights positives equally and
+        divides by their count. Needs ``ctr_targets`` for ``"centerness"``.
 
     Returns
     -------
@@ -108,7 +122,16 @@ def detection_losses(
 
     pred_boxes = ltrb_to_xyxy(points, ltrb_pred)
     target_boxes = ltrb_to_xyxy(points, reg_targets.to(ltrb_pred.dtype))
-    reg_loss = box_loss_sum(reg_loss_fn, pred_boxes, target_boxes, pos) / norm
+    if box_weighting == "centerness" and ctr_targets is not None:
+        box_weights = ctr_targets.to(ltrb_pred.dtype) * pos
+        box_norm = mean_over_ranks(box_weights.sum()).clamp(min=1e-6)
+        reg_loss = box_loss_sum(reg_loss_fn, pred_boxes, target_boxes, pos, box_weights) / box_norm
+    elif box_weighting in ("uniform", "centerness"):
+        reg_loss = box_loss_sum(reg_loss_fn, pred_boxes, target_boxes, pos) / norm
+    else:
+        raise ValueError(
+            f"box_weighting must be 'uniform' or 'centerness', got {box_weighting!r}"
+        )
 
     if ctr_logits is not None and ctr_targets is not None:
         ctr_loss_fn = ctr_loss_fn if ctr_loss_fn is not None else CenternessLoss(reduction="sum")
