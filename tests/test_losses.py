@@ -211,8 +211,8 @@ def test_centerness_box_weighting_is_the_weighted_mean_over_positives() -> None:
         flat(reg_t), torch.cat([t.flatten(1) for t in ctr_t], 1), points,
         FocalLoss(reduction="sum"), GIoULoss(reduction="sum"),
     )
-    uniform = detection_losses(*args)
-    weighted = detection_losses(*args, box_weighting="centerness")
+    uniform = detection_losses(*args, box_weighting="uniform")
+    weighted = detection_losses(*args)  # the default: the FCOS authors' recipe
     pos = args[3] >= 0
     per_box = GIoULoss(reduction="none")(
         ltrb_to_xyxy(points, args[1])[pos], ltrb_to_xyxy(points, args[4])[pos]
@@ -225,6 +225,8 @@ def test_centerness_box_weighting_is_the_weighted_mean_over_positives() -> None:
         torch.testing.assert_close(weighted[key], uniform[key])
     with pytest.raises(ValueError, match="box_weighting"):
         detection_losses(*args, box_weighting="iou")
+    with pytest.raises(ValueError, match="box_weighting"):
+        FCOSLoss(3, box_weighting="iou")
 
 
 def test_fcos_loss_checks_levels() -> None:
