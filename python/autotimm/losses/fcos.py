@@ -16,7 +16,6 @@ from autotimm.losses.focal import FocalLoss
 from autotimm.losses.iou import GIoULoss
 from autotimm.ops.boxes import level_points, ltrb_to_xyxy
 
-
 #: How the positives' box losses are weighted: by centerness target (FCOS
 #: authors, mmdetection) or equally (torchvision).
 BOX_WEIGHTINGS = ("centerness", "uniform")
