@@ -14,6 +14,7 @@ from autotimm.tasks.inputs import (
     eval_mode,
     find_image_files,
     load_inputs,
+    output_names,
     preprocess_images,
 )
 
@@ -121,3 +122,18 @@ def test_eval_mode_restores_even_on_error() -> None:
 def test_compile_model_is_skipped_without_cuda(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not _model(compile_model=True).is_compiled
+
+
+def test_output_names_are_distinct_for_a_recursive_glob(tmp_path) -> None:
+    for rel in ("a.jpg", "sub/a.jpg", "sub/deeper/b.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).touch()
+    files = find_image_files(str(tmp_path / "**" / "*.*"))
+    names = dict(zip((f.relative_to(tmp_path).as_posix() for f in files),
+                     (n.as_posix() for n in output_names(files)), strict=True))
+    assert names == {"a.jpg": "a", "sub/a.jpg": "sub/a", "sub/deeper/b.png": "sub/deeper/b"}
+    (tmp_path / "a.png").touch()  # differs from a.jpg only in its suffix: suffixes kept
+    both = [tmp_path / "a.jpg", tmp_path / "a.png"]
+    assert [n.as_posix() for n in output_names(both)] == ["a.jpg", "a.png"]
+    assert [n.as_posix() for n in output_names([tmp_path / "sub" / "a.jpg"])] == ["a"]
+    assert output_names([]) == []

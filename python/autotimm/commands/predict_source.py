@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_images", type=int, default=100, help="drawn PNGs to write (0: none)")
     parser.add_argument("--save_csv", action="store_true", help="also write predictions.csv")
-    parser.add_argument("--save_txt", action="store_true", help="also write labels/<image>.txt")
+    parser.add_argument("--save_txt", action="store_true", help="also write labels/<image>.txt (subfolders of the source kept)")
     parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:1' or 'auto'")
     return parser
@@ -102,7 +102,7 @@ def _device(name: str) -> str:
 def predict_files(args: argparse.Namespace) -> dict[str, Any]:
     """Run the command on parsed arguments; returns the written paths and counts."""
     from autotimm.results import coco_records, write_csv, write_json, write_txt
-    from autotimm.tasks.inputs import find_image_files, load_inputs
+    from autotimm.tasks.inputs import find_image_files, load_inputs, output_names
     from autotimm.viz import draw_detections, save_image
 
     if args.batch_size < 1:
@@ -113,6 +113,7 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
         files = find_image_files(args.source)
     except FileNotFoundError as err:
         raise UserError(f"--source: {err}") from None
+    names = output_names(files)
     model = load_detector(args.ckpt_path, _device(args.device))
     if args.score_thresh is not None:
         model.score_thresh = float(args.score_thresh)
@@ -123,9 +124,12 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
     txt_files: list[Path] = []
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
+        chunk_names = names[start : start + args.batch_size]
         images = load_inputs([str(p) for p in chunk])
         detections = model.predict(images)
-        for offset, (path, image, det) in enumerate(zip(chunk, images, detections, strict=True)):
+        for offset, (path, name, image, det) in enumerate(
+            zip(chunk, chunk_names, images, detections, strict=True)
+        ):
             image_records = coco_records(
                 start + offset + 1,
                 det["boxes"],
@@ -137,7 +141,7 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
             )
             records += image_records
             if args.save_txt:
-                txt_files.append(write_txt(image_records, out / "labels" / f"{path.stem}.txt"))
+                txt_files.append(write_txt(image_records, out / "labels" / f"{name}.txt"))
             if len(drawn) < args.max_images:
                 keep = det["scores"] >= args.draw_thresh
                 picture = draw_detections(
@@ -148,7 +152,7 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
                     info.class_names,
                     title=f"{path.name}: score >= {args.draw_thresh:.2f}",
                 )
-                drawn.append(save_image(picture, out / "images" / f"{path.stem}.png"))
+                drawn.append(save_image(picture, out / "images" / f"{name}.png"))
     result: dict[str, Any] = {
         "images": len(files),
         "boxes": len(records),

@@ -213,6 +213,24 @@ def find_image_files(source: str | os.PathLike[str]) -> list[Path]:
     raise FileNotFoundError(f"image source not found: {text} (expected a file, folder or glob)")
 
 
+def output_names(files: Sequence[Path]) -> list[Path]:
+    """A distinct relative output name (without suffix) per image file.
+
+    The path below the files' common folder, without the suffix
+    (``sub/a.jpg`` -> ``sub/a``), so images of equal names in different
+    folders of a recursive glob do not overwrite each other's outputs; when
+    two files differ only in their suffix (``a.jpg``, ``a.png``) the suffix is
+    kept (``a.jpg``).
+    """
+    if not files:
+        return []
+    absolute = [Path(os.path.abspath(p)) for p in files]
+    root = Path(os.path.commonpath([p.parent for p in absolute]))
+    relative = [p.relative_to(root) for p in absolute]
+    names = [r.with_suffix("") for r in relative]
+    return names if len(set(names)) == len(names) else relative
+
+
 def _as_image_tensor(item: Any, where: str) -> torch.Tensor:
     """One input as a tensor [3, H, W]: uint8 0..255 or float 0..1."""
     import numpy as np
