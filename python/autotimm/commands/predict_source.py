@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_images", type=int, default=100, help="drawn PNGs to write (0: none)")
     parser.add_argument("--save_csv", action="store_true", help="also write predictions.csv")
-    parser.add_argument("--save_txt", action="store_true", help="also write labels/<image>.txt (subfolders of the source kept)")
+    parser.add_argument(
+        "--save_txt", action="store_true",
+        help="also write labels/<image>.txt (the source's subfolders kept)",
+    )
     parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:1' or 'auto'")
     return parser
