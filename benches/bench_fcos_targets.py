@@ -5,7 +5,8 @@ log-uniform, jittered aspect ratios, 80 classes; seeded), default strides
 (8..128) and regress ranges: P = 13,343 points per image.
 
 * ``seed loop``: the seed's training-step assignment (per level, per image,
-  ``_compute_targets_per_level`` on dense [P, N] tensors), written out below.
+  ``_compute_targets_per_level`` on dense [P, N] tensors), as restated in
+  ``tests/test_fcos_targets.py``.
 * ``torch batched``: our torch implementation (the CUDA path), run on CPU.
 * ``native``: ``fcos_targets`` on CPU tensors (one call, GIL released).
 
@@ -22,6 +23,8 @@ bit on classes and regression targets and within 1 ulp on centerness (its
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,69 +61,18 @@ def detector_targets(
 
 
 # --------------------------------------------------------------------------- #
-# The seed's assignment, as its training_step runs it (per level, per image)
+# The seed's assignment, as its training_step runs it (per level, per image):
+# the restatement the tests check against, with the seed's own float32 sqrt
 # --------------------------------------------------------------------------- #
-def _seed_per_level(points, boxes, labels, regress_range):
-    feat_h, feat_w = points.shape[:2]
-    points_flat = points.reshape(-1, 2)
-    num_points = points_flat.shape[0]
-    boxes_exp = boxes.unsqueeze(0)
-    points_exp = points_flat.unsqueeze(1)
-    left = points_exp[..., 0] - boxes_exp[..., 0]
-    top = points_exp[..., 1] - boxes_exp[..., 1]
-    right = boxes_exp[..., 2] - points_exp[..., 0]
-    bottom = boxes_exp[..., 3] - points_exp[..., 1]
-    reg_targets_per_box = torch.stack([left, top, right, bottom], dim=-1)
-    inside_box = (left > 0) & (top > 0) & (right > 0) & (bottom > 0)
-    max_reg = reg_targets_per_box.max(dim=-1)[0]
-    min_range, max_range = regress_range
-    valid = inside_box & (max_reg >= min_range) & (max_reg < max_range)
-    box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    box_areas_exp = box_areas.unsqueeze(0).expand(num_points, -1)
-    box_areas_masked = torch.where(valid, box_areas_exp, torch.tensor(float("inf")))
-    min_areas, best_box_idx = box_areas_masked.min(dim=1)
-    has_assignment = min_areas < float("inf")
-    cls_target = torch.full((num_points,), -1, dtype=torch.long)
-    reg_target = torch.zeros(num_points, 4)
-    centerness_target = torch.zeros(num_points)
-    if has_assignment.any():
-        assigned_idx = best_box_idx[has_assignment]
-        cls_target[has_assignment] = labels[assigned_idx]
-        point_indices = torch.arange(num_points)[has_assignment]
-        reg_target[has_assignment] = reg_targets_per_box[point_indices, assigned_idx]
-        lr = reg_target[has_assignment]
-        centerness = torch.sqrt(
-            (torch.min(lr[:, 0], lr[:, 2]) / torch.max(lr[:, 0], lr[:, 2]).clamp(min=1e-7))
-            * (torch.min(lr[:, 1], lr[:, 3]) / torch.max(lr[:, 1], lr[:, 3]).clamp(min=1e-7))
-        )
-        centerness_target[has_assignment] = centerness
-    return (
-        cls_target.reshape(feat_h, feat_w),
-        reg_target.reshape(feat_h, feat_w, 4),
-        centerness_target.reshape(feat_h, feat_w),
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_fcos_targets import seed_targets  # noqa: E402  (one copy of the seed's rule)
 
 
 def seed_loop(boxes, labels, size=SIZE, strides=DEFAULT_STRIDES, ranges=DEFAULT_REGRESS_RANGES):
     """The seed's loops; per level the [B, h, w] stacks, flattened and concatenated to [B, P]."""
     img_h, img_w = size
-    cls_all, reg_all, ctr_all = [], [], []
-    for stride, regress_range in zip(strides, ranges, strict=True):
-        feat_h, feat_w = -(-img_h // stride), -(-img_w // stride)
-        grid_y, grid_x = torch.meshgrid(
-            torch.arange(feat_h, dtype=torch.float32),
-            torch.arange(feat_w, dtype=torch.float32),
-            indexing="ij",
-        )
-        points = torch.stack([(grid_x + 0.5) * stride, (grid_y + 0.5) * stride], dim=-1)
-        level = [
-            _seed_per_level(points, b, lab, regress_range)
-            for b, lab in zip(boxes, labels, strict=True)
-        ]
-        cls_all.append(torch.stack([c for c, _, _ in level]).flatten(1))
-        reg_all.append(torch.stack([r for _, r, _ in level]).flatten(1, 2))
-        ctr_all.append(torch.stack([t for _, _, t in level]).flatten(1))
-    return torch.cat(cls_all, 1), torch.cat(reg_all, 1), torch.cat(ctr_all, 1)
+    sizes = [(-(-img_h // stride), -(-img_w // stride)) for stride in strides]
+    return seed_targets(boxes, labels, strides, ranges, sizes, sqrt=torch.sqrt)
 
 
 def assert_agree(native, torch_batched, seed):
