@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_args import TINY_MODEL_ARGS, coco_data_args
 
 from autotimm.cli import main
 from autotimm.data.shapes import write_shapes_coco
@@ -22,31 +23,11 @@ CATEGORY_IDS = [3, 7, 11, 20]
 
 
 def _model_args() -> list[str]:
-    return [
-        "--model.backbone",
-        '{"model_name": "test_byobnet", "pretrained": false}',
-        "--model.fpn_channels",
-        "16",
-        "--model.head_num_convs",
-        "1",
-        "--model.score_thresh",
-        "0.0",
-        "--model.lr",
-        "0.01",
-    ]
+    return [*TINY_MODEL_ARGS, "--model.score_thresh", "0.0", "--model.lr", "0.01"]
 
 
 def _data_args(root: Path) -> list[str]:
-    return [
-        "--data.data_dir",
-        str(root),
-        "--data.image_size",
-        "64",
-        "--data.batch_size",
-        "4",
-        "--data.num_workers",
-        "0",
-    ]
+    return coco_data_args(root, batch_size=4)
 
 
 @pytest.fixture(scope="module")

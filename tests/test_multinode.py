@@ -17,7 +17,6 @@ point predict an 18x18 box (the class scores are the model's own).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -25,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_args import CPU_TRAINER_ARGS, TINY_MODEL_ARGS, child_env, coco_data_args
 from lightning.pytorch.callbacks import Callback
 
 from autotimm.data.shapes import write_shapes_coco
 
-TESTS_DIR = Path(__file__).parent
 BOX_HALF_SIZE = 9.0
 
 
@@ -67,41 +66,13 @@ def _free_port() -> int:
 
 def _common(coco_root: Path) -> list[str]:
     return [
-        "--model.backbone",
-        '{"model_name": "test_byobnet", "pretrained": false}',
-        "--model.fpn_channels",
-        "16",
-        "--model.head_num_convs",
-        "1",
+        *TINY_MODEL_ARGS,
         "--model.score_thresh",
         "0.0",
-        "--data.data_dir",
-        str(coco_root),
-        "--data.image_size",
-        "64",
-        "--data.batch_size",
-        "2",
-        "--data.num_workers",
-        "0",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
+        *coco_data_args(coco_root),
+        *CPU_TRAINER_ARGS,
         "--trainer.callbacks+=test_multinode.FixedBoxes",
     ]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "AUTOTIMM_NO_BANNER": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
-        **extra,
-    }
-    for name in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "GROUP_RANK", "SLURM_NTASKS"):
-        env.pop(name, None)
-    return env
 
 
 def _files(folder: Path) -> list[str]:
@@ -137,7 +108,7 @@ def test_two_nodes_match_one_process_and_only_rank_0_writes(coco_root, tmp_path)
             "--max_images",
             "2",
         ]
-        env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank))
+        env = child_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(rank))
         nodes.append(
             subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=folder
@@ -180,7 +151,9 @@ def test_two_nodes_match_one_process_and_only_rank_0_writes(coco_root, tmp_path)
         "--output_dir",
         str(single),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=single, timeout=300)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=child_env(), cwd=single, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reference = json.loads((single / "validate_metrics.json").read_text())
     assert reference["val/map_50"] > 0, "the check needs detections that match"

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import torch
+from cli_args import CPU_TRAINER_ARGS, TINY_MODEL_ARGS, child_env, coco_data_args
 from lightning.pytorch.callbacks import Callback
 
 from autotimm.checkpointing import LAST_CHECKPOINT_STEPS_ENV
@@ -27,7 +28,6 @@ from autotimm.data.shapes import write_shapes_coco
 
 STEPS_PER_EPOCH = 6
 KILL_AT_STEP = 9  # epoch 1, batch 3; last.ckpt is at step 8
-TESTS_DIR = Path(__file__).parent
 
 
 class KillAtStep(Callback):
@@ -62,43 +62,22 @@ def _fit(
         "-m",
         "autotimm",
         "fit",
-        "--model.backbone",
-        '{"model_name": "test_byobnet", "pretrained": false}',
-        "--model.fpn_channels",
-        "16",
-        "--model.head_num_convs",
-        "1",
+        *TINY_MODEL_ARGS,
         "--model.lr",
         "0.01",
-        "--data.data_dir",
-        str(coco_root),
-        "--data.image_size",
-        "64",
-        "--data.batch_size",
-        "2",
-        "--data.num_workers",
-        str(num_workers),
+        *coco_data_args(coco_root, num_workers=num_workers),
         "--data.augmentation_preset",
         "default",
         "--trainer.max_epochs",
         "2",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
+        *CPU_TRAINER_ARGS,
         "--trainer.default_root_dir",
         str(root),
         "--max_images",
         "0",
         *extra,
     ]
-    env = {
-        **os.environ,
-        "AUTOTIMM_NO_BANNER": "1",
-        "OMP_NUM_THREADS": "1",
-        LAST_CHECKPOINT_STEPS_ENV: "2",
-        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = child_env(**{LAST_CHECKPOINT_STEPS_ENV: "2"})
     root.mkdir(exist_ok=True)
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root
