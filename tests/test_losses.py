@@ -211,8 +211,8 @@ def test_centerness_box_weighting_is_the_weighted_mean_over_positives() -> None:
         flat(reg_t), torch.cat([t.flatten(1) for t in ctr_t], 1), points,
         FocalLoss(reduction="sum"), GIoULoss(reduction="sum"),
     )
-    uniform = detection_losses(*args, box_weighting="uniform")
-    weighted = detection_losses(*args)  # the default: the FCOS authors' recipe
+    uniform = detection_losses(*args)  # the default: torchvision's
+    weighted = detection_losses(*args, box_weighting="centerness")
     pos = args[3] >= 0
     per_box = GIoULoss(reduction="none")(
         ltrb_to_xyxy(points, args[1])[pos], ltrb_to_xyxy(points, args[4])[pos]

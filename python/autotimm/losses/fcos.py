@@ -16,9 +16,9 @@ from autotimm.losses.focal import FocalLoss
 from autotimm.losses.iou import GIoULoss
 from autotimm.ops.boxes import level_points, ltrb_to_xyxy
 
-#: How the positives' box losses are weighted: by centerness target (FCOS
-#: authors, mmdetection) or equally (torchvision).
-BOX_WEIGHTINGS = ("centerness", "uniform")
+#: How the positives' box losses are weighted: equally (torchvision, the
+#: default) or by centerness target (FCOS authors, mmdetection).
+BOX_WEIGHTINGS = ("uniform", "centerness")
 
 
 @functools.lru_cache(maxsize=64)
@@ -73,7 +73,7 @@ def detection_losses(
     cls_loss_fn: nn.Module,
     reg_loss_fn: nn.Module,
     ctr_loss_fn: nn.Module | None = None,
-    box_weighting: str = "centerness",
+    box_weighting: str = "uniform",
 ) -> dict[str, torch.Tensor]:
     """Classification, box and centerness losses, each normalised by the positives.
 
@@ -104,12 +104,13 @@ def detection_losses(
         ``(pred_xyxy [N, 4], target_xyxy [N, 4][, weights [N]]) -> sum``.
     ctr_loss_fn : module, optional
         ``(pred [N], target [N], weights [N]) -> sum``; default BCE.
-    box_weighting : {"centerness", "uniform"}
-        ``"centerness"`` (default) weights each positive's box loss by its
-        centerness target and divides by their sum (mmdetection's and the FCOS
-        authors' recipe; +0.004 COCO mAP on BCCD, see the README);
-        ``"uniform"`` (torchvision) weights positives equally and divides by
-        their count. Without ``ctr_targets`` the weighting is uniform.
+    box_weighting : {"uniform", "centerness"}
+        ``"uniform"`` (default, torchvision) weights the positives equally and
+        divides by their count; ``"centerness"`` weights each positive's box
+        loss by its centerness target and divides by their sum (the FCOS
+        authors' and mmdetection's recipe), which on BCCD starved the tiny
+        boxes, whose positives all have low centerness, and lost COCO mAP
+        (README). Without ``ctr_targets`` the weighting is uniform.
 
     Returns
     -------
@@ -167,7 +168,7 @@ class FCOSLoss(nn.Module):
         Classification loss with ``reduction="sum"``; default focal.
     strides : sequence of int
         Stride of each level, to place the points (default P3-P7).
-    box_weighting : {"centerness", "uniform"}
+    box_weighting : {"uniform", "centerness"}
         How the positives' box losses are weighted (see :func:`detection_losses`).
 
     Forward
@@ -192,7 +193,7 @@ class FCOSLoss(nn.Module):
         reg_loss_fn: nn.Module | None = None,
         cls_loss_fn: nn.Module | None = None,
         strides: Sequence[int] = DEFAULT_STRIDES,
-        box_weighting: str = "centerness",
+        box_weighting: str = "uniform",
     ) -> None:
         super().__init__()
         if num_classes < 1:

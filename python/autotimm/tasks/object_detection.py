@@ -164,19 +164,20 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
     Notes
     -----
     FCOS predicts distances normalised by the level's stride (``relu(scale ·
-    conv) · stride``, as torchvision and mmdetection) and weights each
-    positive's GIoU loss by its centerness target (the FCOS authors' and
-    mmdetection's recipe; ``autotimm.losses.detection_losses``). YOLOX assigns
-    points with SimOTA (``autotimm.ops.simota``), trains the classifier on
-    IoU-aware targets (quality focal loss when ``cls_loss_fn`` is None) and
-    weights the box loss by 5 (the paper's weight) times ``reg_loss_weight``.
-    The BatchNorm statistics of a pretrained or frozen backbone stay fixed in
-    training (as torchvision's FrozenBatchNorm2d and mmdetection's ``norm_eval``); a
+    conv) · stride``, as torchvision and mmdetection) and weights the
+    positives' GIoU losses equally, as torchvision does (the centerness
+    weighting of the FCOS authors and mmdetection lost mAP on BCCD's tiny
+    platelets; see ``box_weighting`` in ``autotimm.losses.detection_losses``).
+    YOLOX assigns points with SimOTA (``autotimm.ops.simota``), trains the
+    classifier on IoU-aware targets (quality focal loss when ``cls_loss_fn`` is
+    None) and weights the box loss by 5 (the paper's weight) times
+    ``reg_loss_weight``; it has no objectness branch (the paper's, measured on
+    BCCD, scored below the IoU-aware classifier alone). The BatchNorm
+    statistics of a pretrained or frozen backbone stay fixed in training (as
+    torchvision's FrozenBatchNorm2d and mmdetection's ``norm_eval``); a
     from-scratch backbone trains them, and its residual branches start with
     unit gain as torchvision's (timm's ``zero_init_last`` undone; see
-    ``autotimm.models.backbone``). YOLOX has no objectness branch: on BCCD the
-    paper's objectness (BCE, score ``cls · obj``) scored 0.05 COCO mAP below
-    the IoU-aware classifier alone (README).
+    ``autotimm.models.backbone``). Measured effects: the README's BCCD tables.
     """
 
     def __init__(
