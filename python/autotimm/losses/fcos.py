@@ -39,10 +39,11 @@ def box_loss_sum(
     """Sum of ``reg_loss_fn`` over the positive points of xyxy boxes [..., 4].
 
     ``weights`` [...] (optional) scales each point's term. Dense and sync-free
-    when ``reg_loss_fn.forward`` takes ``weights`` (the built-in losses do); a
-    user loss without ``weights`` gets the positives selected by a boolean mask
-    (which synchronises) and, with ``weights``, is called once per point set
-    with ``reduction`` left to it (its sum is then scaled by the mean weight).
+    when ``reg_loss_fn.forward`` takes ``weights`` (the built-in losses do). A
+    user loss without ``weights`` is called on the positives selected by a
+    boolean mask (which synchronises); ``weights`` then scale its result by
+    the positives' mean weight (per-point weighting needs a ``weights``
+    argument).
     """
     pred = pred_boxes.reshape(-1, 4)
     target = target_boxes.to(pred.dtype).reshape(-1, 4)
