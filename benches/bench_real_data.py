@@ -18,7 +18,8 @@ mAP_small and the mean training ms/step of each model (steps after the first
 five, on this machine's threads).
 
 ``pytest benches/bench_real_data.py -s`` runs the default length, 300 steps
-(about 12 epochs; 25 minutes for the three models on a quiet 2-core CPU);
+(about 12 epochs; three models x 300 steps at the measured ~1.37 s/step on 2
+threads: about 22 minutes plus evaluation on a quiet 2-core CPU);
 ``AUTOTIMM_BENCH_REAL_STEPS=N`` sets the steps per model and
 ``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models. Under
 ``--benchmark-disable`` (CI) each model trains for two steps of two images.
