@@ -116,6 +116,20 @@ def test_train_on_csv_then_predict_a_folder_with_the_printed_command(
         torch.testing.assert_close(torch.tensor([r["bbox"] for r in mine]), xywh, atol=2e-3, rtol=0)
     assert (Path.cwd() / "autotimm_runs").is_dir()
 
+    # the checkpoint knows its data: validate with no data flag, from another folder
+    assert stored["DetectionDataModule"]["settings"]["val_csv"] == str(data["val"].resolve())
+    ckpt = ckpt.resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["validate", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
+                 "--trainer.enable_progress_bar", "false", "--output_dir", "val"]) == 0
+    captured = capsys.readouterr()
+    assert f"--data.val_csv {data['val'].resolve()}" in captured.err
+    metrics = json.loads((elsewhere / "val" / "validate_metrics.json").read_text())
+    assert "val/map" in metrics
+
 
 def test_own_data_gets_a_practitioners_configuration(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)

@@ -38,6 +38,7 @@ from autotimm.commands.defaults import (
     OWN_DATA_TRAINER,
     RUNS_DIR,
 )
+from autotimm.data.detection_datamodule import checkpoint_settings
 from autotimm.trainer import AutoTrainer
 
 __all__ = ["AutoTimmCLI", "cli_main", "is_demo_data"]
@@ -68,11 +69,21 @@ def is_demo_data(data: Any) -> bool:
         "autotimm.data.detection_datamodule.DetectionDataModule",
     ):
         return False
-    init = getattr(data, "init_args", None) or {}
+    init = getattr(data, "init_args", None) or (
+        data.get("init_args") if isinstance(data, dict) else None
+    ) or {}
     get = init.get if hasattr(init, "get") else lambda k, d=None: getattr(init, k, d)
     if str(get("data_dir", DEMO_DATA_DIR)) != DEMO_DATA_DIR:
         return False
     return all(get(k) is None for k in _DATA_SOURCES)
+
+
+def _shown_sources(settings: dict[str, Any]) -> tuple[str, ...]:
+    """The data source arguments that mean something in ``settings``: ``data_dir`` only
+    in COCO mode (a CSV source ignores it)."""
+    if any(settings.get(k) is not None for k in ("train_csv", "val_csv", "test_csv")):
+        return (*_DATA_SOURCES, "image_dir")
+    return ("data_dir", *_DATA_SOURCES)
 
 
 def _format_elapsed(seconds: float) -> str:
@@ -127,15 +138,44 @@ class AutoTimmCLI(LightningCLI):
         sub = self.config.get("subcommand")
         section = self.config[sub] if sub else self.config
         self.is_demo = is_demo_data(section.get("data"))
+        stored = self._checkpoint_data(sub, section) if self.is_demo else None
+        if stored is not None:
+            self.is_demo = False
         if self.is_demo:
             if any(a.startswith("--print_config") for a in args):
                 super().parse_arguments(parser, args)
             return
         own = _own_data_defaults()
+        own["data"]["init_args"].update(stored or {})
         for p in getattr(self, "_autotimm_parsers", []):
             p.set_defaults(own)
             p.set_defaults({f"trainer.{k}": v for k, v in OWN_DATA_TRAINER.items()})
         super().parse_arguments(parser, args)
+
+    def _load_checkpoint(self, path: str) -> dict[str, Any]:
+        """The checkpoint at ``path`` on the CPU, loaded once per command."""
+        cache: dict[str, dict[str, Any]] = self.__dict__.setdefault("_checkpoints", {})
+        if path not in cache:
+            cache[path] = torch.load(path, weights_only=True, map_location="cpu")
+        return cache[path]
+
+    def _checkpoint_data(self, sub: str | None, section: Any) -> dict[str, Any] | None:
+        """``validate|test|predict --ckpt_path`` without a data source: the data module
+        settings the checkpoint was trained with (own data only), or None."""
+        ckpt_path = section.get("ckpt_path") if sub in ("validate", "test", "predict") else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return None
+        try:
+            settings = checkpoint_settings(self._load_checkpoint(str(ckpt_path)))
+        except Exception:  # not a loadable checkpoint: check_checkpoint reports it
+            return None
+        if settings is None or is_demo_data({"init_args": settings}):
+            return None
+        sources = [f"--data.{k} {settings[k]}" for k in _shown_sources(settings)
+                   if settings.get(k) is not None]
+        print(f"Data from the checkpoint: {' '.join(sources)} (--data.* flags replace it)",
+              file=sys.stderr, flush=True)
+        return settings
 
     def before_instantiate_classes(self) -> None:
         """Checks before anything is built: checkpoint, data paths, classes, weights."""
@@ -186,7 +226,7 @@ class AutoTimmCLI(LightningCLI):
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
-        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        ckpt = self._load_checkpoint(str(ckpt_path))
         hparams = dict(ckpt.get("hyper_parameters", {}))
         hparams.pop("_instantiator", None)
         class_path = hparams.pop("_class_path", None)

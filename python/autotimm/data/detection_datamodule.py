@@ -37,8 +37,32 @@ SHAPES_IMAGE_SIZE = 128
 _Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+#: Constructor arguments naming files or folders: kept in checkpoints as absolute paths.
+PATH_ARGS = (
+    "data_dir", "train_images_dir", "val_images_dir", "train_ann_file", "val_ann_file",
+    "test_images_dir", "test_ann_file", "train_csv", "val_csv", "test_csv", "image_dir",
+)  # fmt: skip
+#: Constructor arguments with plain values, kept in checkpoints (see ``settings``).
+SETTING_ARGS = PATH_ARGS + (
+    "image_column", "bbox_columns", "label_column", "image_size", "batch_size",
+    "num_workers", "augmentation_preset", "backbone", "pin_memory", "persistent_workers",
+    "prefetch_factor", "min_bbox_area", "class_ids", "invalid_boxes",
+)  # fmt: skip
+
+
 def _default_num_workers() -> int:
     return min(os.cpu_count() or 0, 4)
+
+
+def checkpoint_settings(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The :meth:`DetectionDataModule.settings` a checkpoint carries (Lightning stores a
+    data module's ``state_dict`` under its class name), or None."""
+    for value in checkpoint.values():
+        if isinstance(value, dict) and isinstance(value.get("settings"), dict):
+            settings = value["settings"]
+            if set(settings) <= set(SETTING_ARGS) and "data_dir" in settings:
+                return dict(settings)
+    return None
 
 
 class DetectionDataModule(pl.LightningDataModule):
@@ -93,6 +117,10 @@ class DetectionDataModule(pl.LightningDataModule):
     invalid_boxes:
         ``"drop"`` (default: drop boxes with non-positive size or outside the
         image, warning with the count and the first entry) or ``"raise"``.
+
+    Checkpoints written while training with this module carry its
+    :meth:`settings` (Lightning's ``state_dict``), so that ``autotimm
+    validate|test|predict --ckpt_path`` finds the data again without its flags.
 
     Attributes
     ----------
@@ -183,6 +211,27 @@ class DetectionDataModule(pl.LightningDataModule):
         self.test_dataset: Dataset | None = None
         self._class_names: list[str] | None = None
         self.category_ids: list[int] | None = None
+
+    # --------------------------------------------------------------- settings
+    def settings(self) -> dict[str, Any]:
+        """The constructor's plain-valued arguments (:data:`SETTING_ARGS`), paths made
+        absolute: what rebuilds this module as ``DetectionDataModule(**settings)``
+        (transforms and ``transform_config`` are objects and are left out)."""
+        out: dict[str, Any] = {}
+        for name in SETTING_ARGS:
+            value = getattr(self, name)
+            if name in PATH_ARGS and value is not None and not str(value).startswith("builtin:"):
+                value = os.path.abspath(os.fspath(value))
+            out[name] = value
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"settings": settings()}``: Lightning stores it in every checkpoint."""
+        return {"settings": self.settings()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: the settings come from the constructor; they are in the
+        checkpoint for the command line (:func:`checkpoint_settings`)."""
 
     # ------------------------------------------------------------------ paths
     @property
@@ -302,7 +351,10 @@ class DetectionDataModule(pl.LightningDataModule):
             path = getattr(self, f"{split}_csv")
             if path is None:
                 if required:
-                    raise ValueError(f"{split}_csv is required for this stage")
+                    raise ValueError(
+                        f"{split}_csv is required for this stage (CSV data); got None: "
+                        f"give {split}_csv (--data.{split}_csv FILE on the command line)"
+                    )
                 return None
             ds = CSVDetectionDataset(
                 path,
