@@ -130,6 +130,24 @@ def test_train_on_csv_then_predict_a_folder_with_the_printed_command(
     metrics = json.loads((elsewhere / "val" / "validate_metrics.json").read_text())
     assert "val/map" in metrics
 
+    # unreadable files in a folder are skipped and named; the rest is predicted
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "a.jpg").write_bytes((data["images"] / "img_0.jpg").read_bytes())
+    (hostile / "b.jpg").write_bytes((data["images"] / "img_1.jpg").read_bytes()[:300])
+    (hostile / "c.png").write_text("not an image")
+    args = ["predict", "--ckpt_path", str(ckpt), "--source", str(hostile), "--output_dir", "h"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "2 unreadable files skipped" in captured.out
+    assert str(hostile / "b.jpg") in captured.err and str(hostile / "c.png") in captured.err
+    records = json.loads((elsewhere / "h" / "results.json").read_text())
+    assert {r["file_name"] for r in records} == {str(hostile / "a.jpg")}
+    assert {r["image_id"] for r in records} == {1}
+    # a single unreadable file is an error
+    assert main([*args[:4], str(hostile / "c.png"), *args[5:]]) == 2
+    assert "no readable image" in capsys.readouterr().err
+
 
 def test_own_data_gets_a_practitioners_configuration(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)

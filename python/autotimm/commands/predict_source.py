@@ -10,14 +10,21 @@ names, input size and normalisation, so no data option is needed. Writes under
 * ``images/<stem>.png`` — the drawn predictions (``--max_images``, ``--draw_thresh``);
 * with ``--save_csv``: ``predictions.csv`` (a row per box);
 * with ``--save_txt``: ``labels/<stem>.txt`` (a file per image).
+
+Unreadable files of a folder or glob are skipped, each named on stderr and
+counted in the summary (their ``image_id`` stays unused); a source with no
+readable image is an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from autotimm.commands.callbacks import DEFAULT_DRAW_THRESH
 from autotimm.commands.defaults import RUNS_DIR
@@ -102,10 +109,30 @@ def _device(name: str) -> str:
     return name
 
 
+def _read_images(
+    indices: Sequence[int], files: Sequence[Path], skipped: list[str]
+) -> list[tuple[int, Any]]:
+    """``(index, uint8 [3, H, W])`` of each readable file of ``files[indices]``; each
+    unreadable one is reported on stderr and its reason appended to ``skipped``."""
+    from autotimm.data.detection_dataset import DetectionDataError
+    from autotimm.tasks.inputs import load_inputs
+
+    batch = []
+    for index in indices:
+        try:
+            [image] = load_inputs(str(files[index]))
+        except (DetectionDataError, OSError) as err:
+            skipped.append(str(err))
+            tqdm.write(f"skipped: {err}", file=sys.stderr)
+            continue
+        batch.append((index, image))
+    return batch
+
+
 def predict_files(args: argparse.Namespace) -> dict[str, Any]:
     """Run the command on parsed arguments; returns the written paths and counts."""
     from autotimm.results import coco_records, write_csv, write_json, write_txt
-    from autotimm.tasks.inputs import find_image_files, load_inputs, output_names
+    from autotimm.tasks.inputs import find_image_files, output_names
     from autotimm.viz import draw_detections, save_image
 
     if args.batch_size < 1:
@@ -125,16 +152,19 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     drawn: list[Path] = []
     txt_files: list[Path] = []
+    skipped: list[str] = []
+    progress = tqdm(total=len(files), unit="img", desc="predict", disable=None, leave=False)
     for start in range(0, len(files), args.batch_size):
-        chunk = files[start : start + args.batch_size]
-        chunk_names = names[start : start + args.batch_size]
-        images = load_inputs([str(p) for p in chunk])
-        detections = model.predict(images)
-        for offset, (path, name, image, det) in enumerate(
-            zip(chunk, chunk_names, images, detections, strict=True)
-        ):
+        batch = _read_images(range(start, min(start + args.batch_size, len(files))), files,
+                             skipped)  # fmt: skip
+        progress.update(min(args.batch_size, len(files) - start))
+        if not batch:
+            continue
+        detections = model.predict([image for _, image in batch])
+        for (index, image), det in zip(batch, detections, strict=True):
+            path, name = files[index], names[index]
             image_records = coco_records(
-                start + offset + 1,
+                index + 1,
                 det["boxes"],
                 det["scores"],
                 det["labels"],
@@ -156,8 +186,12 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
                     title=f"{path.name}: score >= {args.draw_thresh:.2f}",
                 )
                 drawn.append(save_image(picture, out / "images" / f"{name}.png"))
+    progress.close()
+    if len(skipped) == len(files):
+        raise UserError(f"--source {args.source}: no readable image; " + "; ".join(skipped[:3]))
     result: dict[str, Any] = {
-        "images": len(files),
+        "images": len(files) - len(skipped),
+        "skipped": skipped,
         "boxes": len(records),
         "json": write_json(records, out / "results.json"),
         "drawn": drawn,
@@ -173,9 +207,11 @@ def main(argv: Sequence[str]) -> int:
     """``autotimm predict --source ...``; returns the exit status."""
     args = build_parser().parse_args(list(argv))
     result = predict_files(args)
+    unreadable = len(result["skipped"])
+    skipped = f"; {unreadable} unreadable files skipped, listed above" if unreadable else ""
     lines = [
         f"\nPredictions: {result['boxes']} boxes on {result['images']} images "
-        "(boxes in original pixels)",
+        f"(boxes in original pixels{skipped})",
         f"  COCO-style JSON: {result['json']}",
     ]
     if result["drawn"]:
