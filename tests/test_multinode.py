@@ -121,6 +121,7 @@ def test_two_nodes_match_one_process_and_only_rank_0_writes(coco_root, tmp_path)
             node.kill()
     for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
+        assert "strides do not match" not in err, err[-3000:]  # DDP and channels-last weights
 
     node0, node1 = tmp_path / "node0", tmp_path / "node1"
     assert _files(node1) == []
