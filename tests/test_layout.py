@@ -6,18 +6,9 @@ import io
 
 import pytest
 import torch
+from test_detector_api import make
 
-from autotimm import FeatureBackboneConfig, ObjectDetector
 from autotimm.models.layout import conv_memory_format, set_conv_layout
-
-BACKBONE = FeatureBackboneConfig("resnet18", pretrained=False)
-
-
-def make(**kwargs) -> ObjectDetector:
-    args = dict(backbone=BACKBONE, num_classes=2, fpn_channels=16, head_num_convs=1,
-                compile_model=False, deterministic=False)
-    args.update(kwargs)
-    return ObjectDetector(**args)
 
 
 def conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
