@@ -71,6 +71,20 @@ def test_inputs_of_every_kind(tmp_path) -> None:
         load_inputs([3.5])
 
 
+def test_float_pixels_must_be_finite_and_in_0_1() -> None:
+    ok = load_inputs([torch.rand(3, 8, 8), np.random.default_rng(0).random((8, 8, 3))])
+    assert [t.dtype for t in ok] == [torch.float32, torch.float64]
+    with pytest.raises(ValueError, match=r"images\[1\]: .* in \[0, 1\], got \[0, 255\]"):
+        load_inputs([torch.rand(3, 8, 8), torch.linspace(0, 255, 192).view(3, 8, 8)])
+    with pytest.raises(ValueError, match=r"images\[0\]: .*\[-1, 0\]"):
+        load_inputs(torch.linspace(-1, 0, 192).view(3, 8, 8))
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            load_inputs(torch.zeros(3, 8, 8).index_fill_(1, torch.tensor([2]), bad))
+    with pytest.raises(TypeError, match="got torch.int16"):
+        load_inputs(np.zeros((8, 8, 3), np.int16))
+
+
 def test_predict_on_raw_images_restores_modes_and_keeps_bn_stats(tmp_path) -> None:
     model = _model()
     model.set_data_info(DataInfo(class_names=("cat", "dog"), image_size=64))

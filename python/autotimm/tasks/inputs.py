@@ -231,6 +231,28 @@ def output_names(files: Sequence[Path]) -> list[Path]:
     return names if len(set(names)) == len(names) else relative
 
 
+def _checked_pixels(image: torch.Tensor, where: str) -> torch.Tensor:
+    """``image`` [3, H, W] if it is uint8, or float with finite values in [0, 1]."""
+    if image.dtype == torch.uint8:
+        return image
+    if not image.is_floating_point():
+        raise TypeError(
+            f"{where}: expected uint8 (0..255) or float (0..1) pixels, got {image.dtype}"
+        )
+    if image.numel() == 0:
+        return image
+    if not bool(torch.isfinite(image).all()):
+        raise ValueError(f"{where}: the image has NaN or Inf values")
+    lo, hi = (float(v) for v in image.aminmax())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(
+            f"{where}: a float image must have values in [0, 1], got [{lo:.4g}, {hi:.4g}]; "
+            "pass uint8 pixels (0..255) or divide by 255 (a preprocessed batch is "
+            "[B, 3, H, W] float)"
+        )
+    return image
+
+
 def _as_image_tensor(item: Any, where: str) -> torch.Tensor:
     """One input as a tensor [3, H, W]: uint8 0..255 or float 0..1."""
     import numpy as np
@@ -245,13 +267,12 @@ def _as_image_tensor(item: Any, where: str) -> torch.Tensor:
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[-1] != 3:
             raise ValueError(f"{where}: an array must be [H, W, 3], got shape {item.shape}")
-        return torch.from_numpy(np.ascontiguousarray(item)).permute(2, 0, 1)
+        return _checked_pixels(torch.from_numpy(np.ascontiguousarray(item)).permute(2, 0, 1),
+                               where)  # fmt: skip
     if isinstance(item, torch.Tensor):
         if item.dim() != 3 or item.shape[0] != 3:
             raise ValueError(f"{where}: a tensor image must be [3, H, W], got {tuple(item.shape)}")
-        if item.dtype != torch.uint8 and not item.is_floating_point():
-            raise TypeError(f"{where}: expected a uint8 or float tensor, got {item.dtype}")
-        return item.detach().cpu()
+        return _checked_pixels(item.detach().cpu(), where)
     raise TypeError(
         f"{where}: expected a path, PIL image, ndarray [H, W, 3] or tensor [3, H, W], "
         f"got {type(item).__name__}"

@@ -851,6 +851,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
             A path, PIL image, ndarray [H, W, 3] uint8, tensor [3, H, W] (uint8,
             or float in [0, 1]), uint8 [B, 3, H, W], or a list of these: resized
             and normalised per :attr:`data_info` (see ``autotimm.tasks.inputs``).
+            NaN / Inf pixels or float values outside [0, 1] raise ``ValueError``.
         image_sizes : Tensor [B, 2] int, optional
             (H, W) of each image before padding (a batch's ``image_sizes``);
             default: the batch's full size for every image.
