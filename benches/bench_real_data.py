@@ -18,8 +18,8 @@ mAP_small and the mean training ms/step of each model (steps after the first
 five, on this machine's threads).
 
 ``pytest benches/bench_real_data.py -s`` runs the default length, 300 steps
-(about 12 epochs; three models x 300 steps at the measured ~1.37 s/step on 2
-threads: about 22 minutes plus evaluation on a quiet 2-core CPU);
+(about 12 epochs; three models x 300 steps at the measured 1.3 to 1.45 s/step
+on 2 threads: about 20 minutes plus evaluation on a quiet 2-core CPU);
 ``AUTOTIMM_BENCH_REAL_STEPS=N`` sets the steps per model and
 ``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models. Under
 ``--benchmark-disable`` (CI) each model trains for two steps of two images.
@@ -342,6 +342,7 @@ def format_table(results: dict[str, dict[str, Any]], steps: int, batch_size: int
             f"| {name} | {r['map']:.3f} | {r['map_50']:.3f} | {r['map_small']:.3f} "
             f"| {r['ms_per_step']:.0f} |"
         )
+    lines.append(step_time_ratios({name: r["ms_per_step"] for name, r in results.items()}))
     return "\n".join(lines)
 
 
@@ -375,7 +376,18 @@ def interleaved_step_times(
             times[name].append(time.perf_counter() - start)
     result = {name: 1e3 * sum(t[2:]) / len(t[2:]) for name, t in times.items()}
     print("interleaved ms/step: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()))
+    print(step_time_ratios(result))
     return result
+
+
+def step_time_ratios(ms_per_step: dict[str, float], reference: str = "tv-fcos") -> str:
+    """Each model's ms/step over the reference's (below 1: faster), as one line."""
+    if reference not in ms_per_step:
+        return f"(no {reference} in this run: no ratio)"
+    ref = ms_per_step[reference]
+    return "ms/step ratio to " + reference + ": " + ", ".join(
+        f"{name} {ms / ref:.3f}" for name, ms in ms_per_step.items() if name != reference
+    )
 
 
 def _settings(quick: bool) -> tuple[int, list[str], int | None, int]:
