@@ -227,6 +227,7 @@ class AutoTimmCLI(LightningCLI):
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
         ckpt = self._load_checkpoint(str(ckpt_path))
+        self.__dict__.pop("_checkpoints", None)  # parsing is over: free the weights
         hparams = dict(ckpt.get("hyper_parameters", {}))
         hparams.pop("_instantiator", None)
         class_path = hparams.pop("_class_path", None)
