@@ -47,16 +47,16 @@ def test_layout_by_device(device: str, channels_last: bool | None, expected) -> 
     assert conv_memory_format(torch.device(device), channels_last) == expected
 
 
-def test_default_is_channels_last_on_the_cpu_and_false_keeps_nchw() -> None:
-    assert is_channels_last(make())
+def test_default_is_nchw_and_channels_last_is_opt_in() -> None:
+    for nchw in (make(), make(channels_last=False)):
+        assert all(w.is_contiguous() for w in conv_weights(nchw))
+        assert not is_channels_last(nchw)
     assert is_channels_last(make(channels_last=True))
-    nchw = make(channels_last=False)
-    assert all(w.is_contiguous() for w in conv_weights(nchw))
-    assert not is_channels_last(nchw)
+    assert is_channels_last(make(channels_last=None))  # on the CPU
 
 
 def test_layout_survives_moves_and_keeps_the_parameters() -> None:
-    model = make()
+    model = make(channels_last=None)
     before = list(model.parameters())
     model.to(torch.float64)
     assert is_channels_last(model)
@@ -76,8 +76,8 @@ def test_set_conv_layout_converts_back_and_forth() -> None:
 @pytest.mark.parametrize("arch", ["fcos", "yolox"])
 def test_outputs_losses_and_gradients_do_not_depend_on_the_layout(arch: str) -> None:
     torch.manual_seed(0)
-    nhwc = make(detection_arch=arch)
-    nchw = make(detection_arch=arch, channels_last=False)
+    nhwc = make(detection_arch=arch, channels_last=True)
+    nchw = make(detection_arch=arch)
     nchw.load_state_dict(nhwc.state_dict())
     data = batch()
     losses = [m.compute_losses(data)["loss"] for m in (nhwc, nchw)]
@@ -97,7 +97,7 @@ def test_outputs_losses_and_gradients_do_not_depend_on_the_layout(arch: str) -> 
 
 
 def test_state_dict_round_trip_across_layouts() -> None:
-    source = make()
+    source = make(channels_last=True)
     buffer = io.BytesIO()
     torch.save(source.state_dict(), buffer)
     buffer.seek(0)

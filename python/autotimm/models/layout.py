@@ -1,4 +1,4 @@
-"""Memory layout of the convolution weights: channels-last (NHWC) where it is faster.
+"""Memory layout of the convolution weights: channels-last (NHWC) on request.
 
 oneDNN, PyTorch's CPU convolution library, runs a convolution in channels-last
 when its input or its weight is channels-last, and its NHWC kernels are faster
@@ -7,6 +7,12 @@ FPN at 320x240: about 10% less time per training step; see the README). The
 layout then flows from layer to layer, so storing the 4-D weights channels-last
 is all it takes: no input needs converting and the state dict keeps its keys,
 shapes and values.
+
+It is not the default: PyTorch's CPU BatchNorm in channels-last accumulates its
+batch statistics in float32, with relative errors of 1e-5 to 2e-4 where NCHW's
+are 4e-8 to 2e-6 (more values per channel, or a larger mean against the spread,
+make it worse), and a from-scratch resnet18's weight gradients then differ
+from float64's by about 5e-3 instead of 1e-6.
 """
 
 from __future__ import annotations

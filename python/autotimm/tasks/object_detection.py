@@ -163,11 +163,14 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         this many epochs of ``fit`` (the paper's last 15 epochs); 0 = never.
     channels_last : bool or None
         Memory layout of the convolution weights, which the convolutions follow
-        (``autotimm.models.layout``): True = channels-last (NHWC), False =
-        PyTorch's default (NCHW), None = channels-last while the model is on the
-        CPU (oneDNN's faster kernels; about 10% per training step on BCCD) and
-        the default elsewhere. Kept through ``.to(device)``; outputs and the
-        state dict's values do not depend on it.
+        (``autotimm.models.layout``): False (default) = PyTorch's NCHW, True =
+        channels-last (NHWC), None = channels-last while the model is on the
+        CPU. On the CPU, oneDNN's NHWC kernels make a training step about 10%
+        faster (BCCD, resnet18-FPN), but PyTorch's channels-last BatchNorm
+        accumulates its statistics in float32 with errors about 100 times
+        NCHW's, which cost mAP on the synthetic bench (see the README); hence
+        opt-in. Kept through ``.to(device)``; the state dict's values do not
+        depend on it.
 
     Notes
     -----
@@ -223,7 +226,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         deterministic: bool = True,
         center_sampling_radius: float | None = 1.5,
         yolox_l1_epochs: int = 0,
-        channels_last: bool | None = None,
+        channels_last: bool | None = False,
     ) -> None:
         if seed is not None:
             seed_everything(seed, deterministic=deterministic)
