@@ -18,10 +18,11 @@ mAP_small and the mean training ms/step of each model (steps after the first
 five, on this machine's threads).
 
 ``pytest benches/bench_real_data.py -s`` runs the default length, 300 steps
-(about 12 epochs; three models x 300 steps at the measured 1.3 to 1.45 s/step
-on 2 threads: about 20 minutes plus evaluation on a quiet 2-core CPU);
+(about 12 epochs; three models x 300 steps at the measured ~1.37 s/step on 2
+threads: about 21 minutes plus evaluation on a quiet 2-core CPU);
 ``AUTOTIMM_BENCH_REAL_STEPS=N`` sets the steps per model and
-``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models. Under
+``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models (``ours-fcos-nhwc``:
+FCOS with ``channels_last=True``, not run by default). Under
 ``--benchmark-disable`` (CI) each model trains for two steps of two images.
 ``python benches/bench_real_data.py [steps]`` runs it without pytest, and
 ``python benches/bench_real_data.py timing [steps]`` times the models' training
@@ -152,7 +153,7 @@ class Detector:
         self.module, self.loss, self.detect = module, loss, detect
 
 
-def build_ours(arch: str, num_classes: int) -> Detector:
+def build_ours(arch: str, num_classes: int, channels_last: bool = False) -> Detector:
     from autotimm import FeatureBackboneConfig, ObjectDetector
 
     model = ObjectDetector(
@@ -167,6 +168,7 @@ def build_ours(arch: str, num_classes: int) -> Detector:
         scheduler=None,
         compile_model=False,
         deterministic=False,
+        channels_last=channels_last,
     )
 
     def loss(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]):
@@ -221,9 +223,11 @@ def build(name: str, num_classes: int) -> Detector:
         return build_ours("fcos", num_classes)
     if name == "ours-yolox":
         return build_ours("yolox", num_classes)
+    if name == "ours-fcos-nhwc":
+        return build_ours("fcos", num_classes, channels_last=True)
     if name == "tv-fcos":
         return build_torchvision_fcos(num_classes)
-    raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+    raise ValueError(f"unknown model {name!r}; expected one of {(*MODELS, 'ours-fcos-nhwc')}")
 
 
 def lr_factor(step: int, steps: int) -> float:
