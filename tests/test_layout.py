@@ -65,6 +65,14 @@ def test_layout_survives_moves_and_keeps_the_parameters() -> None:
     assert is_channels_last(model)
 
 
+def test_false_leaves_the_layout_to_the_user() -> None:
+    model = make()
+    model.to(memory_format=torch.channels_last)  # PyTorch's own idiom
+    assert is_channels_last(model)
+    model.double()
+    assert is_channels_last(model)
+
+
 def test_set_conv_layout_converts_back_and_forth() -> None:
     model = make(channels_last=False)
     set_conv_layout(model, torch.channels_last)

@@ -163,7 +163,8 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         this many epochs of ``fit`` (the paper's last 15 epochs); 0 = never.
     channels_last : bool or None
         Memory layout of the convolution weights, which the convolutions follow
-        (``autotimm.models.layout``): False (default) = PyTorch's NCHW, True =
+        (``autotimm.models.layout``): False (default) = PyTorch's NCHW, left
+        alone (``model.to(memory_format=...)`` works as usual), True =
         channels-last (NHWC), None = channels-last while the model is on the
         CPU. On the CPU, oneDNN's NHWC kernels make a training step about 10%
         faster (BCCD, resnet18-FPN), but PyTorch's channels-last BatchNorm
@@ -640,7 +641,10 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
 
     def _set_conv_layout(self) -> None:
         """Store the convolution weights in the layout ``channels_last`` asks for on
-        the device they are on."""
+        the device they are on; False leaves the layout to PyTorch (and to the user's
+        own ``model.to(memory_format=...)``)."""
+        if self._channels_last is False:
+            return
         weight = next((p for p in self.parameters() if p.dim() == 4), None)
         if weight is not None:
             set_conv_layout(self, conv_memory_format(weight.device, self._channels_last))
