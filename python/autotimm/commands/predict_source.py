@@ -151,7 +151,6 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output_dir)
     records: list[dict[str, Any]] = []
     drawn: list[Path] = []
-    txt_files: list[Path] = []
     skipped: list[str] = []
     progress = tqdm(total=len(files), unit="img", desc="predict", disable=None, leave=False)
     for start in range(0, len(files), args.batch_size):
@@ -174,7 +173,7 @@ def predict_files(args: argparse.Namespace) -> dict[str, Any]:
             )
             records += image_records
             if args.save_txt:
-                txt_files.append(write_txt(image_records, out / "labels" / f"{name}.txt"))
+                write_txt(image_records, out / "labels" / f"{name}.txt")
             if len(drawn) < args.max_images:
                 keep = det["scores"] >= args.draw_thresh
                 picture = draw_detections(
