@@ -21,12 +21,14 @@ five, on this machine's threads).
 (about 12 epochs; three models x 300 steps at the measured ~1.37 s/step on 2
 threads: about 21 minutes plus evaluation on a quiet 2-core CPU);
 ``AUTOTIMM_BENCH_REAL_STEPS=N`` sets the steps per model and
-``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models (``ours-fcos-nhwc``:
-FCOS with ``channels_last=True``, not run by default). Under
+``AUTOTIMM_BENCH_REAL_MODELS=ours-fcos,tv-fcos`` the models (``ours-fcos-nchw``:
+FCOS with ``channels_last=False``, not run by default). Under
 ``--benchmark-disable`` (CI) each model trains for two steps of two images.
 ``python benches/bench_real_data.py [steps]`` runs it without pytest, and
 ``python benches/bench_real_data.py timing [steps]`` times the models' training
-steps alternately on the same batches (fair ms/step on a loaded machine).
+steps alternately on the same batches (fair ms/step on a loaded machine), and
+``python benches/bench_real_data.py precision`` prints how far our FCOS's
+features and gradients lie from float64's in each memory layout.
 
 The data is read from ``../shared/data/bccd`` relative to the project root
 (BCCD, MIT licence; see its README); the bench skips when it is absent.
@@ -153,7 +155,7 @@ class Detector:
         self.module, self.loss, self.detect = module, loss, detect
 
 
-def build_ours(arch: str, num_classes: int, channels_last: bool = False) -> Detector:
+def build_ours(arch: str, num_classes: int, channels_last: bool | None = None) -> Detector:
     from autotimm import FeatureBackboneConfig, ObjectDetector
 
     model = ObjectDetector(
@@ -223,11 +225,11 @@ def build(name: str, num_classes: int) -> Detector:
         return build_ours("fcos", num_classes)
     if name == "ours-yolox":
         return build_ours("yolox", num_classes)
-    if name == "ours-fcos-nhwc":
-        return build_ours("fcos", num_classes, channels_last=True)
+    if name == "ours-fcos-nchw":
+        return build_ours("fcos", num_classes, channels_last=False)
     if name == "tv-fcos":
         return build_torchvision_fcos(num_classes)
-    raise ValueError(f"unknown model {name!r}; expected one of {(*MODELS, 'ours-fcos-nhwc')}")
+    raise ValueError(f"unknown model {name!r}; expected one of {(*MODELS, 'ours-fcos-nchw')}")
 
 
 def lr_factor(step: int, steps: int) -> float:
@@ -384,6 +386,54 @@ def interleaved_step_times(
     return result
 
 
+def layout_errors(batch_size: int = 4, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """How far our FCOS in float32 lies from the same model in float64 on one BCCD
+    training batch, per layout: NCHW, channels-last (the CPU default, whose
+    BatchNorm sums in float64) and channels-last with PyTorch's own BatchNorm
+    (float32 sums), the case ``autotimm.models.batchnorm`` fixes. Two figures
+    each: the backbone's last feature map (max error over max value) and all
+    parameter gradients (norm of the error over the norm of the gradient).
+    """
+    from autotimm.models.batchnorm import PreciseBatchNorm2d
+
+    images, boxes, labels = next(iter(batches(load_split("train", batch_size), 1, batch_size, seed)))
+    torch.manual_seed(seed)
+    reference = build_ours("fcos", 3, channels_last=False)
+    reference.module.double()
+
+    def outputs(detector: Detector, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        model = detector.module
+        with torch.no_grad():
+            features = model.backbone(((images - MEAN) / STD).to(dtype))[-1].double()
+        model.zero_grad()
+        detector.loss(images.to(dtype), [b.to(dtype) for b in boxes], labels).backward()
+        grads = [p.grad.double().flatten() for p in model.parameters() if p.grad is not None]
+        return features, torch.cat(grads)
+
+    want_features, want_grads = outputs(reference, torch.float64)
+    errors = {}
+    for name, channels_last, plain_bn in [
+        ("NCHW", False, False),
+        ("channels-last", True, False),
+        ("channels-last, PyTorch BatchNorm", True, True),
+    ]:
+        detector = build_ours("fcos", 3, channels_last=channels_last)
+        detector.module.load_state_dict(reference.module.state_dict())
+        if plain_bn:
+            for module in detector.module.modules():
+                if type(module) is PreciseBatchNorm2d:
+                    module.__class__ = nn.BatchNorm2d
+        features, grads = outputs(detector, torch.float32)
+        errors[name] = (
+            ((features - want_features).abs().max() / want_features.abs().max()).item(),
+            ((grads - want_grads).norm() / want_grads.norm()).item(),
+        )
+    print("error against float64 (features, gradients): " + ", ".join(
+        f"{k} {f:.1e}, {g:.1e}" for k, (f, g) in errors.items()
+    ))
+    return errors
+
+
 def step_time_ratios(ms_per_step: dict[str, float], reference: str = "tv-fcos") -> str:
     """Each model's ms/step over the reference's (below 1: faster), as one line."""
     if reference not in ms_per_step:
@@ -421,5 +471,7 @@ if __name__ == "__main__":
     default_steps, default_models, _, _ = _settings(quick=False)
     if len(sys.argv) > 1 and sys.argv[1] == "timing":
         interleaved_step_times(default_models, int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif len(sys.argv) > 1 and sys.argv[1] == "precision":
+        layout_errors()
     else:
         run(int(sys.argv[1]) if len(sys.argv) > 1 else default_steps, default_models)

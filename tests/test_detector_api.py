@@ -77,7 +77,7 @@ def test_signature_matches_the_reference() -> None:
     got = [(p.name, p.default) for p in params]
     assert got[: len(expected)] == expected  # the reference's parameters, in order
     assert got[len(expected):] == [
-        ("center_sampling_radius", 1.5), ("yolox_l1_epochs", 0), ("channels_last", False),
+        ("center_sampling_radius", 1.5), ("yolox_l1_epochs", 0), ("channels_last", None),
     ]
     assert issubclass(ObjectDetector, autotimm.tasks.preprocessing.PreprocessingMixin)
 

@@ -47,12 +47,12 @@ def test_layout_by_device(device: str, channels_last: bool | None, expected) -> 
     assert conv_memory_format(torch.device(device), channels_last) == expected
 
 
-def test_default_is_nchw_and_channels_last_is_opt_in() -> None:
-    for nchw in (make(), make(channels_last=False)):
-        assert all(w.is_contiguous() for w in conv_weights(nchw))
-        assert not is_channels_last(nchw)
+def test_default_is_channels_last_on_the_cpu_and_false_is_nchw() -> None:
+    nchw = make(channels_last=False)
+    assert all(w.is_contiguous() for w in conv_weights(nchw))
+    assert not is_channels_last(nchw)
     assert is_channels_last(make(channels_last=True))
-    assert is_channels_last(make(channels_last=None))  # on the CPU
+    assert is_channels_last(make())  # None: on the CPU
 
 
 def test_layout_survives_moves_and_keeps_the_parameters() -> None:
@@ -66,10 +66,21 @@ def test_layout_survives_moves_and_keeps_the_parameters() -> None:
 
 
 def test_false_leaves_the_layout_to_the_user() -> None:
-    model = make()
+    model = make(channels_last=False)
     model.to(memory_format=torch.channels_last)  # PyTorch's own idiom
     assert is_channels_last(model)
     model.double()
+    assert is_channels_last(model)
+
+
+def test_default_off_the_cpu_is_nchw_then_left_to_the_user() -> None:
+    model = make()  # channels-last on the CPU
+    model.to("meta")  # another device (no data): back to NCHW
+    assert all(w.is_contiguous() for w in conv_weights(model))
+    model.to(memory_format=torch.channels_last)  # the user's own choice there stays
+    assert is_channels_last(model)
+    model.to("meta", memory_format=torch.contiguous_format)
+    model.to_empty(device="cpu")  # back on the CPU: channels-last again
     assert is_channels_last(model)
 
 
@@ -85,7 +96,7 @@ def test_set_conv_layout_converts_back_and_forth() -> None:
 def test_outputs_losses_and_gradients_do_not_depend_on_the_layout(arch: str) -> None:
     torch.manual_seed(0)
     nhwc = make(detection_arch=arch, channels_last=True)
-    nchw = make(detection_arch=arch)
+    nchw = make(detection_arch=arch, channels_last=False)
     nchw.load_state_dict(nhwc.state_dict())
     data = batch()
     losses = [m.compute_losses(data)["loss"] for m in (nhwc, nchw)]

@@ -31,6 +31,31 @@ def fcos_targets(
     MemoryError naming ``feature_sizes`` when the B * P targets cannot be allocated.
     """
 
+# --- Channels-last BatchNorm sums (rust/src/py/batchnorm.rs) -------------------
+
+def batch_norm_moments(
+    x: npt.NDArray[np.float32], num_threads: int = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-channel mean and biased variance of x (rows, C) float32 (an NHWC
+    tensor's values as rows), summed in float64 (shifted by the first row).
+
+    Returns (mean [C], var [C]) float64; NaN/Inf propagate to their channel.
+    Independent of num_threads (fixed chunks, added in order).
+    """
+
+def batch_norm_grad_sums(
+    grad: npt.NDArray[np.float32],
+    x: npt.NDArray[np.float32],
+    mean: npt.NDArray[np.float64],
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-channel sums of BatchNorm's output gradient: grad and x (rows, C)
+    float32, the batch's mean [C] float64.
+
+    Returns (sum_grad [C], sum_grad_centered [C]) float64: Σ g and Σ g·(x − mean),
+    the bias gradient and (times invstd) the weight gradient.
+    """
+
 # --- NMS (rust/src/py/nms.rs) -------------------------------------------------
 
 def nms(

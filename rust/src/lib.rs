@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod assign;
+pub mod batchnorm;
 pub mod coco;
 pub mod error;
 pub mod nms;
@@ -16,6 +17,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::nms::register(m)?;
     py::assign::register(m)?;
+    py::batchnorm::register(m)?;
     py::coco::register(m)?;
     Ok(())
 }

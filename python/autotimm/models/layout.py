@@ -1,18 +1,18 @@
-"""Memory layout of the convolution weights: channels-last (NHWC) on request.
+"""Memory layout of the convolution weights: channels-last (NHWC) on the CPU.
 
 oneDNN, PyTorch's CPU convolution library, runs a convolution in channels-last
 when its input or its weight is channels-last, and its NHWC kernels are faster
-than the NCHW ones for the detector's convolutions (measured on BCCD, resnet18
-FPN at 320x240: about 10% less time per training step; see the README). The
-layout then flows from layer to layer, so storing the 4-D weights channels-last
-is all it takes: no input needs converting and the state dict keeps its keys,
-shapes and values.
+than the NCHW ones for the detector's forward convolutions and max-pooling
+(BCCD, resnet18-FPN at 320x240; the README has the step times). The layout then
+flows from layer to layer, so storing the 4-D weights channels-last is all it
+takes: no input needs converting and the state dict keeps its keys, shapes and
+values.
 
-It is not the default: PyTorch's CPU BatchNorm in channels-last accumulates its
-batch statistics in float32, with relative errors of 4e-6 to 2e-4 where NCHW's
-are 4e-8 to 2e-6 (more values per channel, or a larger mean against the spread,
-make it worse), and a from-scratch resnet18's weight gradients then differ
-from float64's by about 5e-3 instead of 1e-6.
+PyTorch's CPU BatchNorm accumulates channels-last statistics in float32 (errors
+of 4e-6 to 2e-4 where NCHW's are 4e-8 to 2e-6); the detector's backbone uses
+``autotimm.models.batchnorm.PreciseBatchNorm2d``, which sums them in float64,
+so channels-last training is about as precise as NCHW (``python
+benches/bench_real_data.py precision``) and is the CPU default.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from autotimm.losses.yolox import YOLOX_REG_WEIGHT, yolox_losses
 from autotimm.models.backbone import build_detection_backbone
 from autotimm.models.fpn import FPN
 from autotimm.models.heads import DetectionHead, YOLOXHead
+from autotimm.models.batchnorm import use_precise_batch_norm
 from autotimm.models.layout import conv_memory_format, set_conv_layout
 from autotimm.models.postprocess import postprocess_detections, split_detections
 from autotimm.ops.boxes import level_points
@@ -163,15 +164,15 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         this many epochs of ``fit`` (the paper's last 15 epochs); 0 = never.
     channels_last : bool or None
         Memory layout of the convolution weights, which the convolutions follow
-        (``autotimm.models.layout``): False (default) = PyTorch's NCHW, left
-        alone (``model.to(memory_format=...)`` works as usual), True =
-        channels-last (NHWC), None = channels-last while the model is on the
-        CPU. On the CPU, oneDNN's NHWC kernels make a training step about 10%
-        faster (BCCD, resnet18-FPN), but PyTorch's channels-last BatchNorm
-        accumulates its statistics in float32 with errors about 100 times
-        NCHW's, which cost mAP on the synthetic bench (see the README); hence
-        opt-in. Kept through ``.to(device)``; the state dict's values do not
-        depend on it.
+        (``autotimm.models.layout``): None (default) = channels-last (NHWC)
+        while the model is on the CPU and PyTorch's default elsewhere, True =
+        channels-last everywhere, False = PyTorch's NCHW, left alone
+        (``model.to(memory_format=...)`` works as usual). On the CPU, oneDNN's
+        NHWC kernels make a training step faster (BCCD, resnet18-FPN: see the
+        README); the backbone's BatchNorm then sums its statistics and
+        gradients in float64 (``autotimm.models.batchnorm``), which keeps
+        channels-last training as precise as NCHW. Kept through
+        ``.to(device)``; the state dict's values do not depend on it.
 
     Notes
     -----
@@ -228,7 +229,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
         deterministic: bool = True,
         center_sampling_radius: float | None = 1.5,
         yolox_l1_epochs: int = 0,
-        channels_last: bool | None = False,
+        channels_last: bool | None = None,
     ) -> None:
         if seed is not None:
             seed_everything(seed, deterministic=deterministic)
@@ -303,6 +304,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
                 f"channels_last must be True, False or None, got {channels_last!r}"
             )
         self._channels_last = channels_last
+        self._conv_layout_on_cpu = False
         self.use_l1_loss = False
         self._default_cls_loss = cls_loss_fn is None
         self._freeze_bn_stats = bool(backbone_cfg.pretrained or freeze_backbone)
@@ -310,6 +312,7 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
 
         # Model
         self.backbone = build_detection_backbone(backbone_cfg).module
+        use_precise_batch_norm(self.backbone)
         self._check_backbone_strides()
         self.fpn = FPN(
             in_channels_list=get_feature_channels(self.backbone),
@@ -642,13 +645,20 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
 
     def _set_conv_layout(self) -> None:
         """Store the convolution weights in the layout ``channels_last`` asks for on
-        the device they are on; False leaves the layout to PyTorch (and to the user's
-        own ``model.to(memory_format=...)``)."""
-        if self._channels_last is False:
-            return
+        the device they are on. False leaves the layout to PyTorch (and to the
+        user's own ``model.to(memory_format=...)``); so does None off the CPU,
+        once the weights it made channels-last on the CPU are NCHW again."""
         weight = next((p for p in self.parameters() if p.dim() == 4), None)
-        if weight is not None:
-            set_conv_layout(self, conv_memory_format(weight.device, self._channels_last))
+        if self._channels_last is False or weight is None:
+            return
+        on_cpu = weight.device.type == "cpu"
+        if self._channels_last is None and not on_cpu:
+            if self._conv_layout_on_cpu:  # just moved off the CPU: undo our choice
+                set_conv_layout(self, torch.contiguous_format)
+            self._conv_layout_on_cpu = False
+            return
+        set_conv_layout(self, conv_memory_format(weight.device, self._channels_last))
+        self._conv_layout_on_cpu = on_cpu
 
     def _apply(self, fn: Any, recurse: bool = True) -> ObjectDetector:
         """``to`` / ``cuda`` / ``cpu`` / ``half`` ...: then re-lay the convolution

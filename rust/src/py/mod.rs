@@ -4,6 +4,7 @@
 
 pub mod array;
 pub mod assign;
+pub mod batchnorm;
 pub mod coco;
 pub mod error;
 pub mod nms;
