@@ -27,6 +27,8 @@ FCOS with ``channels_last=False``, not run by default). Under
 ``python benches/bench_real_data.py [steps]`` runs it without pytest, and
 ``python benches/bench_real_data.py timing [steps]`` times the models' training
 steps alternately on the same batches (fair ms/step on a loaded machine), and
+``python benches/bench_real_data.py separate-timing [steps]`` times each model
+alone in a fresh process, the models taking turns (three rounds), and
 ``python benches/bench_real_data.py precision`` prints how far our FCOS's
 features and gradients lie from float64's in each memory layout.
 
@@ -39,6 +41,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -396,7 +400,8 @@ def layout_errors(batch_size: int = 4, seed: int = 0) -> dict[str, tuple[float, 
     """
     from autotimm.models.batchnorm import PreciseBatchNorm2d
 
-    images, boxes, labels = next(iter(batches(load_split("train", batch_size), 1, batch_size, seed)))
+    split = load_split("train", batch_size)
+    images, boxes, labels = next(iter(batches(split, 1, batch_size, seed)))
     torch.manual_seed(seed)
     reference = build_ours("fcos", 3, channels_last=False)
     reference.module.double()
@@ -432,6 +437,47 @@ def layout_errors(batch_size: int = 4, seed: int = 0) -> dict[str, tuple[float, 
         f"{k} {f:.1e}, {g:.1e}" for k, (f, g) in errors.items()
     ))
     return errors
+
+
+def median_step_time(name: str, steps: int = 10, seed: int = 0) -> float:
+    """Median training ms/step of one model trained alone in this process (after
+    two warm-up steps)."""
+    train_split = load_split("train", BATCH_SIZE * 2)
+    torch.manual_seed(seed)
+    detector = build(name, num_classes=3)
+    detector.module.train()
+    optimizer = torch.optim.AdamW(detector.module.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    times = []
+    for images, boxes, labels in batches(train_split, steps + 2, BATCH_SIZE, seed):
+        start = time.perf_counter()
+        loss = detector.loss(images, boxes, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times[2:])
+
+
+def separate_step_times(
+    models: Sequence[str] = MODELS, steps: int = 10, rounds: int = 3
+) -> dict[str, float]:
+    """Mean over ``rounds`` of each model's median ms/step, every model trained
+    alone in a fresh process, the models taking turns (as a user runs one model:
+    no other model's memory in the caches or the allocator)."""
+    medians: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name in models:
+            out = subprocess.run(
+                [sys.executable, __file__, "median-step-time", name, str(steps)],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            medians[name].append(float(out.strip().splitlines()[-1]))
+    result = {name: statistics.mean(m) for name, m in medians.items()}
+    print("separate processes, median ms/step per run: " + "; ".join(
+        f"{k} " + " / ".join(f"{v:.0f}" for v in m) for k, m in medians.items()
+    ))
+    print(step_time_ratios(result))
+    return result
 
 
 def step_time_ratios(ms_per_step: dict[str, float], reference: str = "tv-fcos") -> str:
@@ -471,6 +517,10 @@ if __name__ == "__main__":
     default_steps, default_models, _, _ = _settings(quick=False)
     if len(sys.argv) > 1 and sys.argv[1] == "timing":
         interleaved_step_times(default_models, int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif len(sys.argv) > 1 and sys.argv[1] == "separate-timing":
+        separate_step_times(default_models, int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif len(sys.argv) > 3 and sys.argv[1] == "median-step-time":
+        print(f"{median_step_time(sys.argv[2], int(sys.argv[3])):.1f}")
     elif len(sys.argv) > 1 and sys.argv[1] == "precision":
         layout_errors()
     else:

@@ -12,10 +12,9 @@ import torch
 import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from autotimm import _native
 from timm.layers import BatchNormAct2d
 
+from autotimm import _native
 from autotimm.models.batchnorm import (
     PreciseBatchNorm2d,
     PreciseBatchNormAct2d,
@@ -73,7 +72,8 @@ def test_grad_sums_match_float64(rows, channels, loc, strided, seed) -> None:
     """The bias and weight gradients of BatchNorm from the sums, against float64
     autograd on the same float32 values."""
     g = torch.Generator().manual_seed(seed)
-    x64 = (torch.randn(rows, channels, 1, 1, generator=g, dtype=torch.float64) + loc).float().double()
+    x64 = torch.randn(rows, channels, 1, 1, generator=g, dtype=torch.float64) + loc
+    x64 = x64.float().double()
     g64 = torch.randn(rows, channels, 1, 1, generator=g, dtype=torch.float64).float().double()
     weight = torch.ones(channels, dtype=torch.float64)
     _, _, gw_ref, gb_ref = reference_bn(x64, g64, weight)

@@ -27,7 +27,6 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from autotimm import _native
 
-
 # The sums run on one thread: right after each of its ops, PyTorch's OpenMP
 # workers spin for milliseconds, and a pool of ours would compete with them for
 # the cores (on 2 cores, two threads made the sums no faster inside a training
@@ -67,7 +66,7 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
         mean64, var64 = (torch.from_numpy(a) for a in moments)
         invstd64 = (var64 + eps).rsqrt()
         y = F.batch_norm(x, mean64.float(), var64.float(), weight, bias, False, 0.0, eps)
-        ctx.save_for_backward(x, weight, mean64, invstd64)
+        ctx.save_for_backward(x, weight, mean64, invstd64)  # type: ignore[arg-type]
         ctx.eps = eps  # type: ignore[attr-defined]
         ctx.mark_non_differentiable(mean64, var64)
         return y, mean64, var64

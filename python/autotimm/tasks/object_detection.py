@@ -25,9 +25,9 @@ from autotimm.losses import FocalLoss, GIoULoss, IoULoss, get_loss_registry, ltr
 from autotimm.losses.fcos import detection_losses, flatten_levels
 from autotimm.losses.yolox import YOLOX_REG_WEIGHT, yolox_losses
 from autotimm.models.backbone import build_detection_backbone
+from autotimm.models.batchnorm import use_precise_batch_norm
 from autotimm.models.fpn import FPN
 from autotimm.models.heads import DetectionHead, YOLOXHead
-from autotimm.models.batchnorm import use_precise_batch_norm
 from autotimm.models.layout import conv_memory_format, set_conv_layout
 from autotimm.models.postprocess import postprocess_detections, split_detections
 from autotimm.ops.boxes import level_points
