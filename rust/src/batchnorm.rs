@@ -26,7 +26,7 @@ use crate::parallel;
 /// shape alone.
 const CHUNK_VALUES: usize = 1 << 15;
 
-/// Below this many values a call stays on the calling thread.
+/// Below this many values (or with one thread) a call stays on the calling thread.
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
 
 /// Per-channel mean and biased variance, float64.
@@ -91,7 +91,9 @@ fn paired_sums(
         per_chunk(start * channels..end * channels, first, second);
         acc
     };
-    let partials: Vec<Vec<f64>> = if len < PARALLEL_MIN_VALUES {
+    // One worker: the calling thread (already outside the GIL) does the work.
+    let serial = len < PARALLEL_MIN_VALUES || parallel::resolve(num_threads) == 1;
+    let partials: Vec<Vec<f64>> = if serial {
         (0..chunks).map(run).collect()
     } else {
         parallel::with_threads(num_threads, || {
