@@ -2,11 +2,12 @@
 
 PyTorch's CPU BatchNorm sums an NCHW channel pairwise, but a channels-last
 (NHWC) one element after element in float32: on a detector's first layers
-(about 150 000 values per channel) its batch statistics and gradient sums are
-off by 1e-5 to 1e-4 relative, against about 1e-7 in NCHW, and a from-scratch
-resnet18's weight gradients differ from float64's by about 5e-3 instead of
-1e-6. :class:`PreciseBatchNorm2d` replaces those sums, only where they occur
-(training with batch statistics, float32 channels-last input on the CPU), by
+(about 150 000 values per channel) its outputs and gradients are off by 1e-6
+to 1e-4 relative, against about 1e-7 in NCHW, and our FCOS's features and
+gradients then lie 4 to 5 times farther from float64's than in NCHW (``python
+benches/bench_real_data.py precision``). :class:`PreciseBatchNorm2d` replaces
+those sums, only where they occur (training with batch statistics, float32
+channels-last input on the CPU), by
 the native core's float64 ones (``autotimm._native.batch_norm_moments`` and
 ``batch_norm_grad_sums``); normalising and the input gradient stay PyTorch's
 kernels, given the precise statistics. Every
@@ -27,10 +28,10 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from autotimm import _native
 
-# The sums run on one thread: right after each of its ops, PyTorch's OpenMP
-# workers spin for milliseconds, and a pool of ours would compete with them for
-# the cores (on 2 cores, two threads made the sums no faster inside a training
-# step, against 1.5x faster alone).
+# The sums run on the calling thread: right after each of its ops, PyTorch's
+# OpenMP workers spin for milliseconds, and a pool of ours would compete with
+# them for the cores (on 2 cores, two threads made the sums no faster inside a
+# training step, and handing them to a one-thread pool doubled their cost).
 _THREADS = 1
 
 
