@@ -356,6 +356,27 @@ def format_table(results: dict[str, dict[str, Any]], steps: int, batch_size: int
     return "\n".join(lines)
 
 
+def _timing_trainer(
+    name: str, seed: int
+) -> Callable[[torch.Tensor, list[torch.Tensor], list[torch.Tensor]], float]:
+    """Model ``name`` (seeded) with AdamW, as a function that runs one training
+    step on a batch and returns its seconds."""
+    torch.manual_seed(seed)
+    detector = build(name, num_classes=3)
+    detector.module.train()
+    optimizer = torch.optim.AdamW(detector.module.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+
+    def step(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]) -> float:
+        start = time.perf_counter()
+        loss = detector.loss(images, boxes, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    return step
+
+
 def interleaved_step_times(
     models: Sequence[str] = MODELS, steps: int = 10, seed: int = 0
 ) -> dict[str, float]:
@@ -366,24 +387,11 @@ def interleaved_step_times(
     each the same conditions.
     """
     train_split = load_split("train", BATCH_SIZE * 2)
-    detectors = {}
-    for name in models:
-        torch.manual_seed(seed)
-        detectors[name] = build(name, num_classes=3)
-        detectors[name].module.train()
-    optimizers = {
-        name: torch.optim.AdamW(d.module.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-        for name, d in detectors.items()
-    }
+    trainers = {name: _timing_trainer(name, seed) for name in models}
     times: dict[str, list[float]] = {name: [] for name in models}
     for images, boxes, labels in batches(train_split, steps + 2, BATCH_SIZE, seed):
-        for name, detector in detectors.items():
-            start = time.perf_counter()
-            loss = detector.loss(images, boxes, labels)
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
-            times[name].append(time.perf_counter() - start)
+        for name, step in trainers.items():
+            times[name].append(step(images, boxes, labels))
     result = {name: 1e3 * sum(t[2:]) / len(t[2:]) for name, t in times.items()}
     print("interleaved ms/step: " + ", ".join(f"{k} {v:.0f}" for k, v in result.items()))
     print(step_time_ratios(result))
@@ -443,18 +451,8 @@ def median_step_time(name: str, steps: int = 10, seed: int = 0) -> float:
     """Median training ms/step of one model trained alone in this process (after
     two warm-up steps)."""
     train_split = load_split("train", BATCH_SIZE * 2)
-    torch.manual_seed(seed)
-    detector = build(name, num_classes=3)
-    detector.module.train()
-    optimizer = torch.optim.AdamW(detector.module.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    times = []
-    for images, boxes, labels in batches(train_split, steps + 2, BATCH_SIZE, seed):
-        start = time.perf_counter()
-        loss = detector.loss(images, boxes, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
+    step = _timing_trainer(name, seed)
+    times = [step(*batch) for batch in batches(train_split, steps + 2, BATCH_SIZE, seed)]
     return 1e3 * statistics.median(times[2:])
 
 

@@ -1,4 +1,4 @@
-//! Batch-normalisation statistics and gradients of channels-last (NHWC)
+//! Batch-normalisation statistics and gradient sums of channels-last (NHWC)
 //! float32 activations, accumulated in float64. Pure Rust: slices in, `Vec` out.
 //!
 //! # Why it exists

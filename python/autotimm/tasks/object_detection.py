@@ -165,7 +165,8 @@ class ObjectDetector(PreprocessingMixin, pl.LightningModule):
     channels_last : bool or None
         Memory layout of the convolution weights, which the convolutions follow
         (``autotimm.models.layout``): None (default) = channels-last (NHWC)
-        while the model is on the CPU and PyTorch's default elsewhere, True =
+        while the model is on the CPU, NCHW once moved elsewhere and then left
+        to the user there, True =
         channels-last everywhere, False = PyTorch's NCHW, left alone
         (``model.to(memory_format=...)`` works as usual). On the CPU, oneDNN's
         NHWC kernels make a training step faster (BCCD, resnet18-FPN: see the
